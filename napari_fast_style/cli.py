@@ -1,0 +1,285 @@
+"""``napari-fast-style`` command line: stylize, train, and manage models (engine only, no Qt).
+
+Bad arguments, unreadable files and unknown models print one line on stderr and exit with code 2.
+Outputs are written atomically (temporary file + rename): a failed or interrupted run never leaves a
+half-written file.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+EXIT_USAGE = 2
+SAMPLES = ("astronaut", "coffee")
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one clear line, exit 2 (argparse's own default code is 2 as well)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+# ----------------------------------------------------------------------------- image files
+def read_image(path: Path) -> np.ndarray:
+    """PNG/JPEG/BMP/WebP via Pillow; TIFF (also stacks) via tifffile. Never rescales."""
+    if not path.is_file():
+        raise CLIError(f"{path}: no such file")
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            return tifffile.imread(path)
+        from PIL import Image
+
+        with Image.open(path) as im:
+            if im.mode in ("P", "CMYK", "YCbCr", "LAB", "HSV", "1"):
+                im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+            return np.array(im)
+    except CLIError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any decoder error is a user-facing "cannot read"
+        raise CLIError(f"{path}: cannot read image ({e.__class__.__name__}: {e})") from None
+
+
+def write_image(path: Path, data: np.ndarray) -> None:
+    """Write atomically. PNG/JPEG need 2D or RGB(A) uint8 (or uint16 grey PNG); TIFF takes anything."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix.lower()
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix or ".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        if suffix in (".tif", ".tiff"):
+            import tifffile
+
+            tifffile.imwrite(tmp, data, photometric="rgb" if data.ndim >= 3 and data.shape[-1] in (3, 4) else None)
+        else:
+            from PIL import Image
+
+            if data.ndim > 3:
+                raise CLIError(f"{path.name}: a stack needs a .tif output")
+            if data.dtype != np.uint8:
+                data = (np.clip(data, 0, 1) * 255 + 0.5).astype(np.uint8)
+            if suffix in (".jpg", ".jpeg") and data.ndim == 3 and data.shape[-1] == 4:
+                data = data[..., :3]
+            Image.fromarray(data).save(tmp, format=None if suffix else "PNG",
+                                       **({"quality": 95} if suffix in (".jpg", ".jpeg") else {}))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def sample_image(name: str) -> np.ndarray:
+    from skimage import data as skdata
+
+    return np.asarray(getattr(skdata, name)())
+
+
+# ----------------------------------------------------------------------------- commands
+def _default_model() -> str:
+    from .engine import list_models
+
+    models = list_models("style")
+    if not models:
+        raise CLIError("no style models installed")
+    fast = [m for m in models if m.arch == "fast" and m.source == "bundled"]
+    return (fast or models)[0].name
+
+
+def cmd_stylize(a) -> int:
+    from .engine import CancelToken, StylizeConfig, find_model, load_model, resolve_device, stylize_iter
+
+    inputs: list[tuple[str, Optional[Path]]] = []
+    if a.sample:
+        inputs.append((SAMPLES[0], None))
+    inputs += [(str(p), Path(p)) for p in a.inputs]
+    if not inputs:
+        raise CLIError("give input images or --sample")
+    if a.output is None:
+        raise CLIError("give an output with -o (a file, or a folder for several inputs)")
+    out = Path(a.output)
+    many = len(inputs) > 1
+    if many and out.suffix:
+        raise CLIError("several inputs need -o to be a folder")
+    weights = None
+    if a.style_weights:
+        try:
+            weights = {k: float(v) for k, v in (s.split(":") for s in a.style_weights.split(","))}
+        except ValueError:
+            raise CLIError("--style-weights takes NAME:WEIGHT,NAME:WEIGHT") from None
+    cfg = StylizeConfig(strength=a.strength, preserve_color=a.preserve_color, tile=a.tile, device=a.device,
+                        precision=a.precision, share_stats=a.share_stats)
+    model = a.model or _default_model()
+    entry = find_model(model, kind="style")
+    net, _ = load_model(entry, device=resolve_device(a.device))
+    # read every input first: a bad one fails the run before anything is written
+    images = [(name, sample_image(name) if path is None else read_image(path)) for name, path in inputs]
+    report = []
+    for name, img in images:
+        t = time.perf_counter()
+        gen = stylize_iter(img, entry, cfg, style_weights=weights, net=net, cancel=CancelToken())
+        while True:
+            try:
+                next(gen)
+            except StopIteration as s:
+                res = s.value
+                break
+        stem = Path(name).stem
+        target = out / f"{stem}-{entry.name}.png" if many else out
+        if res.data.ndim > 3 and target.suffix.lower() not in (".tif", ".tiff"):
+            target = target.with_suffix(".tif")
+        write_image(target, res.data)
+        rec = {"input": name, "output": str(target), "model": entry.name, "shape": list(res.data.shape),
+               "dtype": str(res.data.dtype), "seconds": round(time.perf_counter() - t, 3),
+               "device": res.metadata["napari_fast_style"]["device"], "strength": a.strength,
+               "preserve_color": a.preserve_color}
+        report.append(rec)
+        if not a.json:
+            print(f"{name} -> {target}  ({res.data.shape[1]}x{res.data.shape[0]}, {rec['seconds']:.2f} s on "
+                  f"{rec['device']}, {entry.name})")
+    if a.json:
+        print(json.dumps(report if many else report[0], indent=1))
+    return 0
+
+
+def _entry_dict(e) -> dict:
+    return {"name": e.name, "kind": e.kind, "arch": e.arch, "display_name": e.display_name,
+            "styles": list(e.styles), "source": e.source, "path": str(e.path)}
+
+
+def cmd_models(a) -> int:
+    from .engine import find_model, import_checkpoint, list_models
+
+    if a.models_cmd == "list":
+        models = list_models(a.kind)
+        if a.json:
+            print(json.dumps([_entry_dict(e) for e in models], indent=1))
+        else:
+            for e in models:
+                print(f"{e.name:32s} {e.kind:6s} {e.arch:8s} {e.source:8s} {e.display_name}")
+        return 0
+    if a.models_cmd == "import":
+        e = import_checkpoint(a.file, a.name)
+        print(json.dumps(_entry_dict(e), indent=1) if a.json else f"imported {e.name} ({e.arch}) -> {e.path}")
+        return 0
+    if a.models_cmd == "info":
+        e = find_model(a.name)
+        info = {**_entry_dict(e), "metadata": e.metadata}
+        print(json.dumps(info, indent=1))
+        return 0
+    raise CLIError("models: choose list, import or info")
+
+
+def cmd_train(a) -> int:
+    from .engine import run_sync
+    from .engine.training import LoopConfig, StyleTrainConfig, train_style_iter
+
+    style = Path(a.style)
+    if not style.is_file():
+        raise CLIError(f"{style}: no such style image")
+    if a.content is not None:
+        from .engine.data import image_files
+
+        image_files(Path(a.content))  # raises DataError for a missing or empty folder
+    out = Path(a.output)
+    loop = LoopConfig(steps=a.steps if (a.steps or a.minutes) else 1000, minutes=a.minutes, seed=a.seed,
+                      device=a.device, lr=a.lr)
+    cfg = StyleTrainConfig(arch=a.arch, size=a.size, batch_size=a.batch_size, loop=loop,
+                           **({"style_weight": a.style_weight} if a.style_weight else {}))
+
+    def show(p):
+        if not a.json and (p.step % 10 == 0 or p.step == 1):
+            print(f"step {p.step}/{p.total}  " + "  ".join(f"{k} {v:.4f}" for k, v in p.losses.items()),
+                  file=sys.stderr)
+
+    res = run_sync(train_style_iter(style, out, content=a.content, config=cfg, vgg=a.vgg, resume=a.resume), show)
+    rec = {"output": str(res.path), "steps": res.steps, "seconds": round(res.seconds, 1),
+           "final_losses": res.history[-1] if res.history else {}}
+    print(json.dumps(rec, indent=1) if a.json else f"saved {res.path} ({res.steps} steps, {res.seconds:.0f} s)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="napari-fast-style", description="Neural style transfer for napari, from the command line.")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+
+    s = sub.add_parser("stylize", help="stylize images with a trained style model")
+    s.add_argument("inputs", nargs="*", help="image files (PNG, JPEG, TIFF stacks, ...)")
+    s.add_argument("--sample", action="store_true", help="use a bundled sample photo (scikit-image astronaut)")
+    s.add_argument("-m", "--model", help="model name (see `models list`) or .safetensors path")
+    s.add_argument("-o", "--output", help="output file, or folder for several inputs")
+    s.add_argument("--strength", type=float, default=1.0, help="0: the original, 1: fully stylized")
+    s.add_argument("--preserve-color", action="store_true", help="keep the original colours (luminance only)")
+    s.add_argument("--style-weights", help="blend a multi-style model: NAME:W,NAME:W")
+    s.add_argument("--tile", type=int, help="tile size in pixels (default: automatic by memory)")
+    s.add_argument("--share-stats", action="store_true", help="one set of statistics for all planes of a stack")
+    s.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    s.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
+    s.add_argument("--json", action="store_true", help="print a JSON report")
+    s.set_defaults(func=cmd_stylize)
+
+    m = sub.add_parser("models", help="list, import or inspect models")
+    msub = m.add_subparsers(dest="models_cmd", required=True, parser_class=_Parser)
+    ml = msub.add_parser("list")
+    ml.add_argument("--kind", choices=("style", "sr"))
+    ml.add_argument("--json", action="store_true")
+    mi = msub.add_parser("import", help="import a pytorch/examples .pth/.model checkpoint or a .safetensors model")
+    mi.add_argument("file")
+    mi.add_argument("--name")
+    mi.add_argument("--json", action="store_true")
+    mn = msub.add_parser("info")
+    mn.add_argument("name")
+    m.set_defaults(func=cmd_models)
+
+    t = sub.add_parser("train", help="train a new style from a painting")
+    t.add_argument("style", help="style image file")
+    t.add_argument("-o", "--output", required=True, help="output .safetensors")
+    t.add_argument("--content", help="folder of content photos (default: scikit-image samples)")
+    t.add_argument("--arch", default="fast", choices=("fast", "classic"))
+    t.add_argument("--size", type=int, default=256)
+    t.add_argument("--batch-size", type=int, default=4)
+    budget = t.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=int)
+    budget.add_argument("--minutes", type=float)
+    t.add_argument("--style-weight", type=float)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--vgg", help="VGG16 weights (default: $NAPARI_FAST_STYLE_VGG)")
+    t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    t.add_argument("--resume", action="store_true")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_train)
+    return p
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    from .engine import DataError, ImageError, ModelError
+
+    try:
+        return a.func(a)
+    except (CLIError, ModelError, ImageError, DataError, ValueError, OSError) as e:
+        print(f"napari-fast-style: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("napari-fast-style: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

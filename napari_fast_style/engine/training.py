@@ -1,0 +1,325 @@
+"""Training: one loop (budget, Adam, AMP, seed, checkpoint/resume, progress, cancel) and the
+Johnson et al. (2016) perceptual-loss recipe for style networks on top of it.
+
+Checkpoints are plain dicts of tensors and numbers written with ``torch.save`` to a temporary file
+and renamed into place, and read back with ``torch.load(weights_only=True)``: an interrupted run
+never leaves a half-written file, and resuming never executes code from the file.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Generator, Optional, Sequence
+
+import numpy as np
+import torch
+
+from src_models import transformer_net
+
+from .data import ContentSet, DataError, image_files, load_rgb, sample_images
+from .device import autocast, resolve_device, resolve_precision
+from .losses import content_loss, gram, style_loss, tv_loss
+from .models import ModelError, default_vgg_path, load_vgg, save_model, user_model_dir
+from .progress import CancelToken, Progress
+
+log = logging.getLogger(__name__)
+
+STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """What every training run shares."""
+
+    steps: Optional[int] = None
+    minutes: Optional[float] = None
+    lr: float = 1e-3
+    seed: int = 0
+    checkpoint_every: int = 100
+    preview_every: int = 50
+    device: str = "auto"
+    precision: str = "auto"
+
+    def __post_init__(self):
+        if self.steps is None and self.minutes is None:
+            raise ValueError("give a budget: steps or minutes")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError("steps must be >= 1")
+        if self.minutes is not None and self.minutes <= 0:
+            raise ValueError("minutes must be > 0")
+
+
+@dataclass
+class TrainResult:
+    path: Path
+    steps: int
+    seconds: float
+    cancelled: bool
+    history: list = field(default_factory=list)
+
+
+def checkpoint_path(out_path: Path) -> Path:
+    return Path(out_path).with_suffix(".ckpt.pt")
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def train_loop(
+    net: torch.nn.Module,
+    loss_fn: Callable[[torch.nn.Module, torch.Tensor], tuple[torch.Tensor, dict]],
+    batch_fn: Callable[[torch.Generator], torch.Tensor],
+    cfg: LoopConfig,
+    out_path: Path,
+    save_fn: Callable[[torch.nn.Module, Path, dict], Path],
+    preview_fn: Optional[Callable[[torch.nn.Module], np.ndarray]] = None,
+    cancel: Optional[CancelToken] = None,
+    resume: bool = False,
+    fingerprint: Optional[dict] = None,
+) -> Generator[Progress, None, TrainResult]:
+    """Generic optimisation loop. ``loss_fn(net, batch) -> (total, {name: float})``.
+
+    The budget is ``cfg.steps`` and/or ``cfg.minutes`` (whichever ends first, counting the time of
+    a resumed run). Every ``checkpoint_every`` steps and at the end a checkpoint is written; the
+    model file is written at the end, also when cancelled.
+    """
+    device = resolve_device(cfg.device)
+    amp = resolve_precision(cfg.precision, device)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    net.to(device).train()
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    ckpt = checkpoint_path(out_path)
+    step, elapsed, history = 0, 0.0, []
+    if resume:
+        if not ckpt.is_file():
+            raise ModelError(f"nothing to resume: {ckpt} does not exist")
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        if fingerprint is not None and state.get("fingerprint") != fingerprint:
+            raise ModelError(f"{ckpt.name} belongs to a different training setup; start a new run or use the same settings")
+        net.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        step, elapsed = int(state["step"]), float(state["elapsed"])
+        history = [dict(h) for h in state.get("history", [])]
+        log.info("resumed %s at step %d (%.0f s)", ckpt, step, elapsed)
+
+    def write_checkpoint():
+        _atomic_torch_save({"model": net.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
+                            "torch_rng": torch.get_rng_state(), "step": step, "elapsed": elapsed,
+                            "history": history, "fingerprint": fingerprint}, ckpt)
+
+    total = cfg.steps or 0
+    budget_s = cfg.minutes * 60 if cfg.minutes is not None else float("inf")
+    cancelled = False
+    t0 = time.perf_counter() - elapsed
+    while (cfg.steps is None or step < cfg.steps) and elapsed < budget_s:
+        if cancel is not None and cancel.cancelled:
+            cancelled = True
+            break
+        batch = batch_fn(gen).to(device)
+        with autocast(device, amp):
+            loss, parts = loss_fn(net, batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        elapsed = time.perf_counter() - t0
+        parts = {k: float(v) for k, v in parts.items()}
+        history.append({"step": step, "seconds": round(elapsed, 3), **parts})
+        preview = None
+        if preview_fn is not None and cfg.preview_every and step % cfg.preview_every == 0:
+            net.eval()
+            preview = preview_fn(net)
+            net.train()
+        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+            write_checkpoint()
+        if total:
+            shown_total = total
+        else:  # wall-clock budget: report progress in seconds-equivalent steps
+            shown_total = max(step, int(step * budget_s / max(elapsed, 1e-6)))
+        yield Progress("train", step, shown_total, losses=parts, preview=preview,
+                       message=f"step {step}, {elapsed:.0f} s")
+    write_checkpoint()
+    net.eval()
+    path = save_fn(net, out_path, {"steps": step, "seconds": round(elapsed, 1)})
+    return TrainResult(path=path, steps=step, seconds=elapsed, cancelled=cancelled, history=history)
+
+
+# ----------------------------------------------------------------------------- style recipe
+@dataclass(frozen=True)
+class StyleTrainConfig:
+    """Johnson et al. perceptual-loss training of one style.
+
+    ``style_weight`` is the style <-> content control: the weight of the (relative) style loss
+    against a content weight of 1. Losses are relative (see :mod:`.losses`), so the same number means
+    the same balance at any size.
+    """
+
+    arch: str = "fast"
+    size: int = 256
+    batch_size: int = 4
+    style_weight: float = 5.0
+    content_weight: float = 1.0
+    tv_weight: float = 1.0
+    content_layer: str = "relu3_3"
+    style_layers: tuple = STYLE_LAYERS
+    style_size: int = 512
+    content_size: int = 512
+    scale_range: tuple = (0.75, 1.25)
+    loop: LoopConfig = field(default_factory=lambda: LoopConfig(steps=1000))
+
+    def __post_init__(self):
+        if self.size < 32 or self.size % 8:
+            raise ValueError("training size must be a multiple of 8, at least 32")
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        if self.style_weight <= 0 or self.content_weight < 0 or self.tv_weight < 0:
+            raise ValueError("loss weights must be non-negative (style weight positive)")
+
+
+def style_targets(vgg, style_rgb01: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+    """Gram matrices of the style image (computed once)."""
+    with torch.no_grad():
+        feats = vgg(style_rgb01)
+    return {k: gram(feats[k].float())[0] for k in layers}
+
+
+def _image_to_tensor(img: np.ndarray, short_side: Optional[int]) -> torch.Tensor:
+    from PIL import Image
+
+    from .data import to_rgb_uint8
+
+    a = to_rgb_uint8(img)
+    if short_side:
+        h, w = a.shape[:2]
+        s = short_side / min(h, w)
+        a = np.asarray(Image.fromarray(a).resize((max(1, round(w * s)), max(1, round(h * s))), Image.BICUBIC))
+    return torch.from_numpy(np.array(a, copy=True)).permute(2, 0, 1)[None].float() / 255.0
+
+
+def resolve_content(content, short_side: int) -> ContentSet:
+    """``content``: a folder, a list of arrays, a :class:`ContentSet`, or None (scikit-image samples)."""
+    if isinstance(content, ContentSet):
+        return content
+    if content is None:
+        return ContentSet(sample_images(), short_side)
+    if isinstance(content, (str, os.PathLike)):
+        return ContentSet.from_folder(Path(content), short_side)
+    return ContentSet(list(content), short_side)
+
+
+def train_style_iter(
+    style_image,
+    out_path,
+    *,
+    content=None,
+    config: Optional[StyleTrainConfig] = None,
+    vgg=None,
+    name: Optional[str] = None,
+    preview_image: Optional[np.ndarray] = None,
+    cancel: Optional[CancelToken] = None,
+    resume: bool = False,
+) -> Generator[Progress, None, TrainResult]:
+    """Train a style network; yields :class:`Progress` (losses, periodic previews); returns a
+    :class:`TrainResult` whose ``path`` is a model :func:`stylize` accepts.
+
+    ``style_image``: a path or an image array (any dtype, grey/RGB/RGBA). ``vgg``: a loaded
+    :class:`~src_models.VGGFeatures`, a weights path, or None for ``$NAPARI_FAST_STYLE_VGG``.
+    """
+    cfg = config or StyleTrainConfig()
+    out_path = Path(out_path)
+    if out_path.suffix != ".safetensors":
+        raise ModelError(f"model files end in .safetensors, got {out_path.name}")
+    if isinstance(style_image, (str, os.PathLike)):
+        p = Path(style_image)
+        if not p.is_file():
+            raise DataError(f"style image not found: {p}")
+        style_arr = load_rgb(p)
+        style_name = name or p.stem
+    else:
+        style_arr = np.asarray(style_image)
+        style_name = name or out_path.stem
+    content_set = resolve_content(content, cfg.content_size)
+    device = resolve_device(cfg.loop.device)
+    layers = tuple(dict.fromkeys((*cfg.style_layers, cfg.content_layer)))
+    if vgg is None or isinstance(vgg, (str, os.PathLike)):
+        path = vgg or default_vgg_path()
+        if path is None:
+            raise ModelError("no VGG16 weights: pass vgg=PATH or set NAPARI_FAST_STYLE_VGG")
+        vgg = load_vgg(path, layers)
+    vgg = vgg.to(device)
+    style_t = _image_to_tensor(style_arr, cfg.style_size).to(device)
+    targets = style_targets(vgg, style_t, cfg.style_layers)
+    net = transformer_net(cfg.arch)
+    if preview_image is None:
+        preview_t = content_set.images[0][None].float() / 255.0
+    else:
+        preview_t = _image_to_tensor(preview_image, 256)
+
+    def loss_fn(model, x):
+        y = model(x * 255.0) / 255.0
+        fy = vgg(y)
+        with torch.no_grad():
+            fx = vgg(x)
+        s = style_loss(fy, targets)
+        c = content_loss(fy[cfg.content_layer], fx[cfg.content_layer])
+        t = tv_loss(y)
+        total = cfg.style_weight * s + cfg.content_weight * c + cfg.tv_weight * t
+        return total, {"total": total.detach(), "style": s.detach(), "content": c.detach(), "tv": t.detach()}
+
+    def batch_fn(gen):
+        return content_set.batch(cfg.batch_size, cfg.size, gen, cfg.scale_range)
+
+    def preview_fn(model):
+        with torch.no_grad():
+            y = model(preview_t.to(device) * 255.0) / 255.0
+        return y[0].clamp(0, 1).permute(1, 2, 0).float().cpu().numpy()
+
+    recipe = {k: v for k, v in asdict(cfg).items() if k != "loop"}
+    recipe.update(loop={k: v for k, v in asdict(cfg.loop).items() if k not in ("device",)},
+                  losses="relative Gram (style) + relative feature (content) + TV; Johnson et al. 2016",
+                  vgg=vgg.preprocess.convention, content_images=len(content_set))
+    fingerprint = {"arch": cfg.arch, "style_shape": list(style_arr.shape), "size": cfg.size,
+                   "style_weight": cfg.style_weight}
+
+    def save_fn(model, path, info):
+        return save_model(model, path, kind="style", arch=cfg.arch, display_name=style_name.replace("_", " "),
+                          styles=(style_name,), recipe={**recipe, **info})
+
+    return (yield from train_loop(net, loss_fn, batch_fn, cfg.loop, out_path, save_fn, preview_fn, cancel,
+                                  resume, fingerprint))
+
+
+def train_style(style_image, out_path=None, *, content=None, arch: str = "fast", size: int = 256,
+                steps: Optional[int] = None, minutes: Optional[float] = None, style_weight: Optional[float] = None,
+                seed: int = 0, device: str = "auto", vgg=None, resume: bool = False, **kwargs) -> Path:
+    """Train a new style and save it; returns the model path (listed by :func:`list_models` when it
+    is in the user model dir, and accepted by :func:`stylize` as ``model=path``)."""
+    from .progress import run_sync
+
+    if steps is None and minutes is None:
+        steps = 1000
+    loop = LoopConfig(steps=steps, minutes=minutes, seed=seed, device=device,
+                      **{k: kwargs.pop(k) for k in list(kwargs) if k in LoopConfig.__dataclass_fields__})
+    cfg = StyleTrainConfig(arch=arch, size=size, loop=loop,
+                           **({"style_weight": style_weight} if style_weight is not None else {}), **kwargs)
+    if out_path is None:
+        stem = Path(style_image).stem if isinstance(style_image, (str, os.PathLike)) else "style"
+        out_path = user_model_dir() / f"{stem}-{arch}.safetensors"
+    return run_sync(train_style_iter(style_image, out_path, content=content, config=cfg, vgg=vgg,
+                                     resume=resume)).path

@@ -1,0 +1,62 @@
+"""Retrain a bundled model from its recipe: ``python -m src_models.recipes.train RECIPE.json``.
+
+A recipe names the style painting (relative to the data root), the training settings and the output
+file. Data root: ``--data`` (default ``../shared/data`` beside the repository). The held-out split of
+the photographs (``napari_fast_style.engine.data.is_holdout``) is never trained on.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("recipe", type=Path)
+    p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    p.add_argument("--vgg", type=Path, default=ROOT.parent / "shared" / "weights" / "vgg16_caffe_features.pth")
+    p.add_argument("--out", type=Path, help="output .safetensors (default: the recipe's, in src_models/weights)")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--threads", type=int)
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    import torch
+
+    from napari_fast_style.engine.data import ContentSet
+    from napari_fast_style.engine.training import LoopConfig, StyleTrainConfig, train_style_iter
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    r = json.loads(a.recipe.read_text())
+    loop = LoopConfig(**r.get("loop", {}))
+    cfg = StyleTrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in r.get("config", {}).items()},
+                           loop=loop)
+    out = a.out or (ROOT / "src_models" / "weights" / r["output"])
+    t = time.perf_counter()
+    content = ContentSet.from_folder(a.data / "train", cfg.content_size, exclude_holdout=0.1,
+                                     limit=r.get("content_limit"))
+    logging.info("%d content images loaded in %.1f s", len(content), time.perf_counter() - t)
+    gen = train_style_iter(a.data / "styles" / r["style"], out, content=content, config=cfg, vgg=a.vgg,
+                           name=r.get("name"), resume=a.resume)
+    while True:
+        try:
+            pr = next(gen)
+        except StopIteration as s:
+            res = s.value
+            break
+        if pr.step % 25 == 0:
+            logging.info("step %d  %s", pr.step, " ".join(f"{k} {v:.4f}" for k, v in pr.losses.items()))
+    logging.info("saved %s after %d steps, %.0f s", res.path, res.steps, res.seconds)
+    hist = out.with_suffix(".history.json")
+    hist.write_text(json.dumps(res.history))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""Stylize dock widget in a real napari viewer: success, Stop, error paths; the input is untouched."""
+import numpy as np
+import pytest
+
+from napari_fast_style._widgets import CURRENT, StylizeWidget
+
+
+@pytest.fixture
+def widget(make_napari_viewer, random_model, user_models):
+    import shutil
+
+    user_models.mkdir(parents=True, exist_ok=True)
+    shutil.copy(random_model(), user_models / "rand-fast.safetensors")
+    viewer = make_napari_viewer()
+    w = StylizeWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    w.reset_choices()
+    w.model_combo.value = "rand-fast"
+    w.device.value = "cpu"
+    return viewer, w
+
+
+def run_and_wait(qtbot, w):
+    worker = w.apply()
+    assert worker is not None
+    # the runner clears its worker in the `finished` slot; an instant error may finish before a
+    # waitSignal could be connected, so wait on that state instead
+    qtbot.waitUntil(lambda: not w.runner.running, timeout=60_000)
+    return worker
+
+
+def test_stylize_adds_layer_and_keeps_input(qtbot, widget):
+    viewer, w = widget
+    data = (np.random.default_rng(0).random((64, 80, 3)) * 255).astype(np.uint8)
+    layer = viewer.add_image(data.copy(), name="photo", rgb=True, scale=(0.5, 0.25), translate=(10, 20))
+    w.layer_combo.value = layer
+    run_and_wait(qtbot, w)
+    assert [ly.name for ly in viewer.layers] == ["photo", "photo [random]"]
+    out = viewer.layers["photo [random]"]
+    assert out.rgb and out.data.shape == (64, 80, 3) and out.data.dtype == np.uint8
+    np.testing.assert_array_equal(out.scale, layer.scale)
+    np.testing.assert_array_equal(out.translate, layer.translate)
+    meta = out.metadata["napari_fast_style"]
+    assert meta["model"] == "rand-fast" and meta["source_layer"] == "photo" and meta["strength"] == 1.0
+    np.testing.assert_array_equal(layer.data, data)  # the input layer is untouched
+    assert not w.runner.running and w.apply_btn.enabled and not w.stop_btn.enabled
+
+
+def test_current_plane_of_a_grey_stack(qtbot, widget):
+    viewer, w = widget
+    stack = (np.random.default_rng(1).random((5, 48, 48)) * 3000).astype(np.uint16)
+    layer = viewer.add_image(stack, name="tl", contrast_limits=(0, 3000))
+    viewer.dims.set_current_step(0, 3)
+    w.layer_combo.value = layer
+    assert not w.scope.native.isHidden()
+    w.scope.value = CURRENT
+    run_and_wait(qtbot, w)
+    out = viewer.layers[-1]
+    assert out.data.shape == (48, 48, 3) and out.rgb
+    assert out.metadata["napari_fast_style"]["source_plane"] == [3]
+
+
+def test_stop_keeps_finished_planes(qtbot, widget):
+    viewer, w = widget
+    stack = (np.random.default_rng(2).random((30, 64, 64, 3)) * 255).astype(np.uint8)
+    layer = viewer.add_image(stack, name="movie", rgb=True)
+    w.layer_combo.value = layer
+    stopped = []
+
+    def stop_once(p):
+        if p.step >= 2 and not stopped:
+            stopped.append(p.step)
+            w.runner.stop()
+
+    worker = w.apply()
+    worker.yielded.connect(stop_once)
+    qtbot.waitUntil(lambda: not w.runner.running, timeout=60_000)
+    out = viewer.layers[-1]
+    assert out.name.endswith("(partial)")
+    meta = out.metadata["napari_fast_style"]
+    assert meta["cancelled"] and 2 <= meta["planes_done"] < 30
+    np.testing.assert_array_equal(layer.data, stack)
+
+
+def test_error_becomes_notification_and_nothing_added(qtbot, widget, monkeypatch):
+    viewer, w = widget
+    errors = []
+    monkeypatch.setattr("napari_fast_style._widgets.show_error", lambda msg: errors.append(msg))
+    tiny = viewer.add_image(np.zeros((8, 8), np.uint8), name="tiny")
+    w.layer_combo.value = tiny
+    run_and_wait(qtbot, w)
+    assert errors and "at least 16x16" in errors[0]
+    assert [ly.name for ly in viewer.layers] == ["tiny"]
+    assert not w.runner.running and w.apply_btn.enabled
+
+
+def test_no_layer_is_an_error(widget, monkeypatch):
+    viewer, w = widget
+    errors = []
+    monkeypatch.setattr("napari_fast_style._widgets.show_error", lambda msg: errors.append(msg))
+    assert w.apply() is None
+    assert errors and "select an image layer" in errors[0]
+
+
+def test_model_dropdown_refreshes_when_a_model_is_added(qtbot, widget, random_model, user_models):
+    import os
+
+    viewer, w = widget
+    os.replace(random_model(name="another"), user_models / "brand-new.safetensors")  # as training saves
+    qtbot.waitUntil(lambda: "brand-new" in w.model_combo.choices, timeout=5000)
+
