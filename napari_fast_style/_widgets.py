@@ -11,8 +11,8 @@ import logging
 from typing import Callable, Optional
 
 import numpy as np
-from magicgui.widgets import (CheckBox, ComboBox, Container, FloatSlider, Label, LineEdit, PushButton,
-                              RadioButtons, create_widget)
+from magicgui.widgets import (CheckBox, ComboBox, Container, FileEdit, FloatSlider, Label, LineEdit, PushButton,
+                              RadioButtons, Select, SpinBox, create_widget)
 from napari.qt.threading import create_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
@@ -20,6 +20,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 log = logging.getLogger(__name__)
 
 WHOLE, CURRENT = "whole stack", "current plane"
+TRAINED, OPTIMISE = "trained network", "optimise (any style layer)"
 
 
 def available_devices() -> list[str]:
@@ -121,6 +122,13 @@ class Runner:
             self.status.value = "stopping..."
 
 
+def resampled_geometry(scale, translate, in_shape, out_shape) -> dict:
+    """Scale/translate of a resampled copy so its pixel centres overlay the input in world coordinates."""
+    ratio = [i / o for i, o in zip(in_shape, out_shape)]
+    return {"scale": [s * r for s, r in zip(scale, ratio)],
+            "translate": [t + s * (r - 1) / 2 for t, s, r in zip(translate, scale, ratio)]}
+
+
 def _layer_geometry(layer, plane_only: bool) -> dict:
     nd = 2 if plane_only else None
     scale = list(layer.scale)[-nd:] if nd else list(layer.scale)
@@ -134,7 +142,18 @@ class StylizeWidget(Container):
     def __init__(self, napari_viewer):
         super().__init__(labels=True)
         self.viewer = napari_viewer
+        self.method = RadioButtons(label="method", choices=[TRAINED, OPTIMISE], value=TRAINED)
         self.layer_combo = create_widget(label="image", annotation="napari.layers.Image")
+        self.style_layers = Select(label="style layers", choices=self._image_layer_names)
+        self.style_layers.tooltip = "one or more image layers used as style (ctrl/cmd-click for several)"
+        self.style_blend = LineEdit(label="style weights", value="")
+        self.style_blend.tooltip = "one weight per selected style layer, e.g. 0.7, 0.3 (empty: equal)"
+        self.iterations = SpinBox(label="iterations", min=1, max=5000, value=300)
+        self.size = SpinBox(label="resolution", min=32, max=8192, step=32, value=512)
+        self.size.tooltip = "longer side of the result in pixels"
+        self.balance = FloatSlider(label="style <-> content", min=0.0, max=4.0, step=0.25, value=2.0)
+        self.balance.tooltip = "style weight = 10 ** value (content weight 1)"
+        self.vgg_file = FileEdit(label="VGG16 weights", mode="r", filter="*.pth *.pt")
         self.model_combo = ComboBox(label="style", choices=self._model_choices)
         self.strength = FloatSlider(label="strength", min=0.0, max=1.0, step=0.05, value=1.0)
         self.preserve = CheckBox(text="preserve original colours", value=False)
@@ -146,8 +165,15 @@ class StylizeWidget(Container):
         self.apply_btn = PushButton(text="Apply")
         self.stop_btn = PushButton(text="Stop")
         self.status = Label(value="")
-        self.extend([self.layer_combo, self.model_combo, self.strength, self.preserve, self.blend, self.scope,
-                     self.share, self.device, self.apply_btn, self.stop_btn, self.status])
+        self.extend([self.method, self.layer_combo, self.model_combo, self.strength, self.blend, self.style_layers,
+                     self.style_blend, self.iterations, self.size, self.balance, self.vgg_file, self.preserve,
+                     self.scope, self.share, self.device, self.apply_btn, self.stop_btn, self.status])
+        from .engine.models import default_vgg_path
+
+        vgg = default_vgg_path()
+        if vgg is not None:
+            self.vgg_file.value = vgg
+        self.method.changed.connect(self._update_visibility)
         self.runner = Runner(self.apply_btn, self.stop_btn, self.status)
         self.apply_btn.changed.connect(self.apply)
         self.model_combo.changed.connect(self._update_visibility)
@@ -193,16 +219,26 @@ class StylizeWidget(Container):
 
         return find_model(self.model_combo.value, kind="style") if self.model_combo.value else None
 
+    def _image_layer_names(self, *_):
+        import napari
+
+        return [ly.name for ly in self.viewer.layers if isinstance(ly, napari.layers.Image)]
+
     def _update_visibility(self, *_):
         layer = self.layer_combo.value
+        opt = self.method.value == OPTIMISE
         nd = layer is not None and (layer.ndim > 2)
-        self.scope.visible = bool(nd)
-        self.share.visible = bool(nd)
+        self.scope.visible = bool(nd) and not opt
+        self.share.visible = bool(nd) and not opt
+        for wdg in (self.style_layers, self.style_blend, self.iterations, self.size, self.balance, self.vgg_file):
+            wdg.visible = opt
+        for wdg in (self.model_combo, self.strength):
+            wdg.visible = not opt
         try:
             e = self._entry()
         except Exception:  # noqa: BLE001 - a vanished file is reported on Apply
             e = None
-        self.blend.visible = bool(e is not None and len(e.styles) > 1)
+        self.blend.visible = bool(e is not None and len(e.styles) > 1) and not opt
 
     def _net(self, entry, device):
         from .engine import load_model
@@ -221,6 +257,8 @@ class StylizeWidget(Container):
         if layer is None:
             show_error("napari-fast-style: select an image layer first")
             return None
+        if self.method.value == OPTIMISE:
+            return self._apply_optimise(layer)
         if not self.model_combo.value:
             show_error("napari-fast-style: no style model available")
             return None
@@ -272,6 +310,85 @@ class StylizeWidget(Container):
                                  else f"done in {result.seconds:.1f} s")
 
         return self.runner.start(gen, label=f"Stylize {layer.name}", on_return=done)
+
+    def _apply_optimise(self, layer):
+        from .engine import OptimizeConfig, load_vgg, optimize_iter
+
+        names = list(self.style_layers.value or [])
+        if not names:
+            show_error("napari-fast-style: select one or more style layers")
+            return None
+        try:
+            if self.style_blend.value.strip():
+                weights = [float(v) for v in self.style_blend.value.split(",")]
+                if len(weights) != len(names):
+                    raise ValueError(f"{len(names)} style layers selected but {len(weights)} weights given")
+            else:
+                weights = [1.0] * len(names)
+            cfg = OptimizeConfig(iterations=int(self.iterations.value), size=int(self.size.value),
+                                 style_weight=float(10 ** self.balance.value),
+                                 preserve_color=bool(self.preserve.value), device=self.device.value,
+                                 preview_every=max(1, min(10, int(self.iterations.value) // 10)))
+            vgg_path = self.vgg_file.value
+            if not vgg_path or not str(vgg_path).strip() or not vgg_path.is_file():
+                raise ValueError("choose the VGG16 weights file (or set NAPARI_FAST_STYLE_VGG)")
+            style_l, content_l = cfg.layers()
+            net = self._vgg_cache(str(vgg_path), tuple(dict.fromkeys((*style_l, content_l))))
+        except Exception as e:  # noqa: BLE001
+            show_error(f"napari-fast-style: {e}")
+            return None
+
+        def plane_of(ly):
+            d = ly.data[0] if ly.multiscale else ly.data
+            lead = d.ndim - (3 if ly.rgb else 2)
+            if lead > 0:  # the plane on screen
+                d = d[tuple(int(i) for i in self.viewer.dims.current_step[:lead])]
+            return np.array(d), bool(ly.rgb), tuple(float(v) for v in ly.contrast_limits)
+
+        content, rgb, limits = plane_of(layer)
+        styles = []
+        for n, w in zip(names, weights):
+            d, srgb, slim = plane_of(self.viewer.layers[n])
+            from .engine.convert import PlaneReader, describe
+
+            lay = describe(d, rgb=srgb, limits=slim)  # style layers through their own contrast limits
+            styles.append((PlaneReader(d, lay).unit(d), w))
+        in_hw = content.shape[:2]
+        base = _layer_geometry(layer, True)
+        name = f"{layer.name} [optimised: {', '.join(names)}]"
+        live = {}
+
+        def show(data):
+            geom = resampled_geometry(base["scale"], base["translate"], in_hw, data.shape[:2])
+            if "layer" in live and live["layer"] in self.viewer.layers:
+                live["layer"].data = data
+                live["layer"].scale, live["layer"].translate = geom["scale"], geom["translate"]
+            else:
+                live["layer"] = self.viewer.add_image(data, name=name, rgb=True, **geom)
+
+        def on_yield(p):
+            if p.preview is not None:
+                show(np.clip(p.preview, 0, 1).astype(np.float32))
+
+        def done(result):
+            show(result.data)
+            live["layer"].metadata = {**result.metadata, "source_layer": layer.name, "style_layers": names}
+            self.status.value = ("stopped: kept the best image so far" if result.cancelled
+                                 else f"done in {result.seconds:.1f} s")
+
+        def gen(token):
+            return optimize_iter(content, styles, cfg, network=net, rgb=rgb, contrast_limits=limits, cancel=token)
+
+        return self.runner.start(gen, label=f"Optimise {layer.name}", on_return=done, on_yield=on_yield)
+
+    def _vgg_cache(self, path, taps):
+        from .engine import load_vgg
+
+        key = ("vgg", path, taps)
+        if key not in self._nets:
+            self._nets.clear()
+            self._nets[key] = load_vgg(path, taps)
+        return self._nets[key]
 
     def reset_choices(self, *args):
         super().reset_choices(*args)

@@ -211,6 +211,51 @@ def cmd_train(a) -> int:
     return 0
 
 
+def _style_arg(spec: str) -> tuple[Path, float]:
+    """``PATH`` or ``PATH:WEIGHT`` (a trailing ``:number`` is a weight; other colons belong to the path)."""
+    head, sep, tail = spec.rpartition(":")
+    if sep:
+        try:
+            return Path(head), float(tail)
+        except ValueError:
+            pass
+    return Path(spec), 1.0
+
+
+def cmd_optimize(a) -> int:
+    from .engine import run_sync
+    from .engine.optimize import OptimizeConfig, optimize_iter
+
+    content = read_image(Path(a.content))
+    styles = []
+    for spec in a.styles:
+        path, w = _style_arg(spec)
+        if w < 0:
+            raise CLIError(f"{spec}: style weights must be >= 0")
+        styles.append((read_image(path), w))
+    cfg = OptimizeConfig(iterations=a.iterations, size=a.size, levels=a.levels, preserve_color=a.preserve_color,
+                         optimizer=a.optimizer, init=a.init, device=a.device, precision=a.precision,
+                         **({"style_weight": a.style_weight} if a.style_weight is not None else {}))
+    vgg = a.vgg
+    if vgg is not None and not Path(vgg).is_file():
+        raise CLIError(f"{vgg}: no such VGG weights file")
+
+    def show(p):
+        if not a.json and p.step % 10 == 0:
+            print(f"iteration {p.step}/{p.total} ({p.message})  " +
+                  "  ".join(f"{k} {v:.4f}" for k, v in p.losses.items()), file=sys.stderr)
+
+    t = time.perf_counter()
+    res = run_sync(optimize_iter(content, styles, cfg, network=vgg), show)
+    out = Path(a.output)
+    write_image(out, res.data)
+    rec = {"content": a.content, "styles": a.styles, "output": str(out), "shape": list(res.data.shape),
+           "iterations": res.iterations, "seconds": round(time.perf_counter() - t, 2), "losses": res.losses}
+    print(json.dumps(rec, indent=1) if a.json else f"{a.content} -> {out} ({res.iterations} iterations, "
+          f"{rec['seconds']:.1f} s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="napari-fast-style", description="Neural style transfer for napari, from the command line.")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -243,6 +288,23 @@ def build_parser() -> argparse.ArgumentParser:
     mn = msub.add_parser("info")
     mn.add_argument("name")
     m.set_defaults(func=cmd_models)
+
+    o = sub.add_parser("optimize", help="exact stylize: Gatys et al. optimisation with any style image(s)")
+    o.add_argument("content", help="content image")
+    o.add_argument("styles", nargs="+", metavar="STYLE[:WEIGHT]", help="style images, optionally with blend weights")
+    o.add_argument("-o", "--output", required=True)
+    o.add_argument("--iterations", type=int, default=300, help="iterations at the final resolution")
+    o.add_argument("--size", type=int, default=512, help="longer side of the result")
+    o.add_argument("--levels", type=int, default=2, help="coarse-to-fine levels")
+    o.add_argument("--style-weight", type=float, help="style <-> content balance (content weight 1)")
+    o.add_argument("--preserve-color", action="store_true")
+    o.add_argument("--optimizer", default="lbfgs", choices=("lbfgs", "adam"))
+    o.add_argument("--init", default="content", choices=("content", "style", "noise"))
+    o.add_argument("--vgg", help="VGG16 weights (default: $NAPARI_FAST_STYLE_VGG)")
+    o.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    o.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
+    o.add_argument("--json", action="store_true")
+    o.set_defaults(func=cmd_optimize)
 
     t = sub.add_parser("train", help="train a new style from a painting")
     t.add_argument("style", help="style image file")

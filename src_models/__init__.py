@@ -7,6 +7,12 @@ from pathlib import Path
 
 from .transformer_net import CONFIGS, NormContext, TransformerNet, transformer_net
 from .vgg import VGG16_TAPS, Preprocess, VGGFeatures
+from .vgg import VGG19_CFG, VGG19_TAPS, vgg19_features
+from .alexnet import ALEXNET_TAPS, AlexNetFeatures
+from .googlenet import GOOGLENET_TAPS, GoogLeNetFeatures
+from .resnet import RESNET50_TAPS, ResNet50Features
+from .loss_networks import (LOSS_NETWORKS, LossNetworkSpec, build_loss_network, get_loss_network_spec,
+                            strip_prefixes)
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
@@ -19,4 +25,18 @@ __all__ = [
     "VGGFeatures",
     "WEIGHTS_DIR",
     "transformer_net",
+    "VGG19_CFG",
+    "VGG19_TAPS",
+    "vgg19_features",
+    "ALEXNET_TAPS",
+    "AlexNetFeatures",
+    "GOOGLENET_TAPS",
+    "GoogLeNetFeatures",
+    "RESNET50_TAPS",
+    "ResNet50Features",
+    "LOSS_NETWORKS",
+    "LossNetworkSpec",
+    "build_loss_network",
+    "get_loss_network_spec",
+    "strip_prefixes",
 ]

@@ -43,12 +43,16 @@ EPS = 1e-5
 #: checkpoints use ``out_scale=1``. ``input_skip`` (``fast`` only): the network predicts a residual
 #: added to its input times a learnable per-channel gain, so it starts as the identity (content loss 0) and spends its first training
 #: steps on the style, not on learning to reproduce the photo through a 1/8-resolution bottleneck;
-#: this is what lets a ``fast`` style train in minutes on a CPU.
+#: (not used by the named configurations: instance norm removes the absolute intensities the
+#: residual would need to recolour the skip, so colours learn slowly). ``fast`` instead upsamples to
+#: full resolution before its last convolution (``head="upsample"``) and feeds that convolution the
+#: input image too (``detail_skip``): the 1/8-resolution body carries the style, the 3 extra input
+#: channels carry the full-resolution edges that keep the content recognisable.
 CONFIGS: dict[str, dict] = {
     "classic": dict(channels=(32, 64, 128), kernels=(9, 3, 3), strides=(1, 2, 2), n_res=5, final_kernel=9,
                     out_scale=255.0),
     "fast": dict(channels=(16, 32, 64), kernels=(5, 3, 3), strides=(2, 2, 2), n_res=4, final_kernel=3,
-                 out_scale=255.0, head="upsample"),
+                 out_scale=255.0, head="upsample", detail_skip=True),
 }
 
 
@@ -168,6 +172,7 @@ class TransformerNet(nn.Module):
         out_scale: float = 1.0,
         input_skip: bool = False,
         head: str = "auto",
+        detail_skip: bool = False,
     ):
         super().__init__()
         if not (len(channels) == len(kernels) == len(strides)) or any(s not in (1, 2) for s in strides):
@@ -176,7 +181,9 @@ class TransformerNet(nn.Module):
             raise ValueError("n_styles must be >= 1")
         self.config = dict(channels=tuple(channels), kernels=tuple(kernels), strides=tuple(strides),
                            n_res=n_res, final_kernel=final_kernel, n_styles=n_styles,
-                           out_scale=float(out_scale), input_skip=bool(input_skip), head=head)
+                           out_scale=float(out_scale), input_skip=bool(input_skip), head=head,
+                           detail_skip=bool(detail_skip))
+        self.detail_skip = bool(detail_skip)
         self.out_scale = float(out_scale)
         self.input_skip = bool(input_skip)
         if self.input_skip:  # learnable colour transform of the skip (identity at init): moves the palette globally
@@ -211,10 +218,15 @@ class TransformerNet(nn.Module):
         # final layer: plain conv at full resolution, or sub-pixel conv (pixel shuffle) when the first
         # encoder layer was strided; f is then 2 and the convolution runs at half resolution
         if head == "upsample" and f > 1:  # nearest upsample + conv at full resolution
-            setattr(self, f"deconv{self.n_up + 1}", ConvLayer(cin, 3, final_kernel, upsample=f))
+            extra = 3 if detail_skip else 0
+            setattr(self, f"deconv{self.n_up + 1}", ConvLayer(cin + extra, 3, final_kernel, upsample=1))
+            self._up_final = f
             self._radius += (final_kernel // 2) + f
             f = 1
         else:
+            if detail_skip:
+                raise ValueError("detail_skip needs head='upsample'")
+            self._up_final = 1
             setattr(self, f"deconv{self.n_up + 1}", ConvLayer(cin, 3 * f * f, final_kernel))
         self.shuffle = f
         if self.out_scale != 1.0:
@@ -250,6 +262,10 @@ class TransformerNet(nn.Module):
             x = getattr(self, f"res{j}")(x, style_weights, ctx)
         for j in range(1, self.n_up + 1):
             x = F.relu(getattr(self, f"in{self.n_down + j}")(getattr(self, f"deconv{j}")(x), style_weights, ctx))
+        if self._up_final > 1:
+            x = F.interpolate(x, scale_factor=self._up_final, mode="nearest")
+        if self.detail_skip:  # full-resolution detail path: the (centred) input joins the last conv
+            x = torch.cat([x, x0 * (1.0 / 255.0) - 0.5], dim=1)
         x = getattr(self, f"deconv{self.n_up + 1}")(x)
         if self.shuffle > 1:
             x = F.pixel_shuffle(x, self.shuffle)

@@ -109,3 +109,44 @@ def test_model_dropdown_refreshes_when_a_model_is_added(qtbot, widget, random_mo
     os.replace(random_model(name="another"), user_models / "brand-new.safetensors")  # as training saves
     qtbot.waitUntil(lambda: "brand-new" in w.model_combo.choices, timeout=5000)
 
+
+
+def test_optimise_method_live_updates_and_stop(qtbot, widget, vgg_path):
+    from napari_fast_style._widgets import OPTIMISE
+
+    viewer, w = widget
+    from skimage import data
+
+    content = viewer.add_image(data.astronaut()[::8, ::8].copy(), name="photo", rgb=True, scale=(2.0, 2.0))
+    stripes = np.zeros((64, 64, 3), np.uint8)
+    stripes[..., 2] = 255 * (np.indices((64, 64))[1] // 4 % 2)
+    viewer.add_image(stripes, name="stripes", rgb=True)
+    w.reset_choices()
+    w.method.value = OPTIMISE
+    assert not w.style_layers.native.isHidden() and w.model_combo.native.isHidden()
+    w.layer_combo.value = content
+    w.style_layers.value = ["stripes"]
+    w.iterations.value = 200
+    w.size.value = 32
+    w.vgg_file.value = vgg_path
+    w.device.value = "cpu"
+    updates = []
+
+    def on_yield(p):
+        if p.preview is not None:
+            updates.append(p.step)
+        if p.step >= 12:
+            w.runner.stop()
+
+    worker = w.apply()
+    worker.yielded.connect(on_yield)
+    qtbot.waitUntil(lambda: not w.runner.running, timeout=120_000)
+    out = viewer.layers["photo [optimised: stripes]"]
+    assert len(updates) >= 2  # the layer was updated live
+    assert out.data.shape == (32, 32, 3)
+    meta = out.metadata["napari_fast_style"]
+    assert meta["cancelled"] and meta["iterations_done"] < 200
+    # 64 px on a 2.0 grid resampled to 32 px: 4.0 per pixel, centres aligned
+    np.testing.assert_allclose(out.scale, [4.0, 4.0])
+    np.testing.assert_allclose(out.translate, [1.0, 1.0])
+    np.testing.assert_array_equal(content.data, data.astronaut()[::8, ::8])

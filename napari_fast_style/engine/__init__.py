@@ -6,16 +6,17 @@ Long operations are generators yielding :class:`Progress` and returning their re
 from .convert import ImageError, ImageLayout, describe
 from .data import DataError
 from .device import resolve_device, resolve_precision
-from .models import (ModelEntry, ModelError, find_model, import_checkpoint, list_models, load_model, load_vgg,
+from .models import (ModelEntry, ModelError, find_model, import_checkpoint, list_models, load_loss_network, load_model, load_vgg,
                      read_metadata, save_model, user_model_dir)
+from .optimize import OptimizeConfig, OptimizeResult, optimize, optimize_iter
 from .progress import CancelToken, Progress, run_sync
 from .stylize import StylizeConfig, StylizeResult, stylize, stylize_iter
 from .training import LoopConfig, StyleTrainConfig, TrainResult, train_style, train_style_iter
 
 __all__ = [
-    "CancelToken", "DataError", "ImageError", "ImageLayout", "LoopConfig", "ModelEntry", "ModelError", "Progress",
+    "CancelToken", "DataError", "OptimizeConfig", "OptimizeResult", "optimize", "optimize_iter", "ImageError", "ImageLayout", "LoopConfig", "ModelEntry", "ModelError", "Progress",
     "StyleTrainConfig", "StylizeConfig", "StylizeResult", "TrainResult", "describe", "find_model",
-    "import_checkpoint", "list_models", "load_model", "load_vgg", "read_metadata", "resolve_device",
+    "import_checkpoint", "list_models", "load_loss_network", "load_model", "load_vgg", "read_metadata", "resolve_device",
     "resolve_precision", "run_sync", "save_model", "stylize", "stylize_iter", "train_style", "train_style_iter",
     "user_model_dir",
 ]

@@ -104,7 +104,7 @@ class ContentSet:
             s = short_side / min(h, w)
             if abs(s - 1) > 1e-3:
                 a = np.asarray(Image.fromarray(a).resize((max(1, round(w * s)), max(1, round(h * s))), Image.BICUBIC))
-            self.images.append(torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1))
+            self.images.append(torch.from_numpy(np.array(a, copy=True)).permute(2, 0, 1))
         if not self.images:
             raise DataError("no usable content images (each must be at least 32 pixels on a side)")
 

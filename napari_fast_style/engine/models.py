@@ -340,6 +340,53 @@ def load_vgg(weights: Union[str, PathLike, dict], taps=("relu1_2", "relu2_2", "r
     return net.eval().requires_grad_(False)
 
 
+def load_loss_network(name: str = "vgg16", weights: Union[str, PathLike, dict, None] = None, taps=None,
+                      convention: Optional[str] = None, *, download: bool = False) -> torch.nn.Module:
+    """Any registered loss network (``vgg16``, ``vgg19``, ``alexnet``, ``googlenet``, ``resnet50``) with
+    real weights: a file or state dict in torchvision's layout (classifier keys are dropped), or
+    ``"torchvision"`` with ``download=True`` for torchvision's official ImageNet file. VGG16 also takes
+    the Oxford/Caffe conversion (see :func:`load_vgg`)."""
+    from src_models.loss_networks import get_loss_network_spec, strip_prefixes
+
+    try:
+        spec = get_loss_network_spec(name)
+    except ValueError as e:
+        raise ModelError(str(e)) from None
+    taps = tuple(taps) if taps else spec.default_taps
+    if name == "vgg16":
+        if weights is None:
+            weights = default_vgg_path()
+            if weights is None:
+                raise ModelError("no VGG16 weights: pass a weights file or set NAPARI_FAST_STYLE_VGG")
+        return load_vgg(weights, taps, convention, download=download)
+    if weights is None:
+        raise ModelError(f"{name}: pass a weights file (torchvision layout) or 'torchvision' with download=True")
+    if isinstance(weights, str) and weights == "torchvision":
+        if not download:
+            raise ModelError(f"torchvision's {name} weights must be downloaded: pass download=True")
+        state = torch.hub.load_state_dict_from_url(spec.torchvision_url, map_location="cpu", progress=False)
+    elif isinstance(weights, dict):
+        state = weights
+    else:
+        p = Path(weights).expanduser()
+        if not p.is_file():
+            raise ModelError(f"{name} weights not found: {p}")
+        try:
+            state = torch.load(p, map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001
+            raise ModelError(f"{p.name}: not a loadable state dict ({err.__class__.__name__})") from None
+    if not isinstance(state, dict):
+        raise ModelError(f"{name} weights: expected a state dict")
+    net = spec.builder(taps, convention or "torchvision")
+    state = strip_prefixes(state, spec.ignore_prefixes)
+    own = set(net.state_dict())
+    try:
+        net.load_state_dict({k: v for k, v in state.items() if k in own}, strict=True)
+    except RuntimeError as err:
+        raise ModelError(f"{name} weights do not fit: {str(err).splitlines()[0]}") from None
+    return net.eval().requires_grad_(False)
+
+
 def default_vgg_path() -> Optional[Path]:
     """``$NAPARI_FAST_STYLE_VGG`` if set, else the user dir's ``vgg16.pth`` if it exists."""
     env = os.environ.get("NAPARI_FAST_STYLE_VGG")

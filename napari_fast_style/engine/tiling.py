@@ -82,10 +82,10 @@ def plan(net: TransformerNet, h: int, w: int, tile: Optional[int], budget: int, 
     untiled = tile is None and not force_tiled and hp * wp * bytes_per_pixel(net, dtype) <= budget
     if untiled:
         return RunPlan((hp, wp), [(0, hp, 0, wp)], 0, True)
-    if tile is None:  # largest square core whose padded tile fits the budget, capped at 2048
+    if tile is None:  # largest square core whose padded tile fits the budget, capped at 1024
         per_px = bytes_per_pixel(net, dtype)
         side = int((budget / per_px) ** 0.5) - 2 * net.halo
-        tile = max(4 * f, min(2048, side))
+        tile = max(4 * f, min(1024, side))
     tile = max(f, (int(tile) // f) * f)
     tiles = [(y, min(y + tile, hp), x, min(x + tile, wp)) for y in range(0, hp, tile) for x in range(0, wp, tile)]
     return RunPlan((hp, wp), tiles, net.halo, False)

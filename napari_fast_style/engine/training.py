@@ -234,6 +234,7 @@ def train_style_iter(
     preview_image: Optional[np.ndarray] = None,
     cancel: Optional[CancelToken] = None,
     resume: bool = False,
+    init_from=None,
 ) -> Generator[Progress, None, TrainResult]:
     """Train a style network; yields :class:`Progress` (losses, periodic previews); returns a
     :class:`TrainResult` whose ``path`` is a model :func:`stylize` accepts.
@@ -265,7 +266,15 @@ def train_style_iter(
     vgg = vgg.to(device)
     style_t = _image_to_tensor(style_arr, cfg.style_size).to(device)
     targets = style_targets(vgg, style_t, cfg.style_layers)
+    torch.manual_seed(cfg.loop.seed)  # the initial weights are part of the seeded run
     net = transformer_net(cfg.arch)
+    if init_from is not None:  # fine-tune: start from a saved model of the same architecture
+        from .models import load_model
+
+        start, start_entry = load_model(init_from)
+        if start_entry.arch != cfg.arch:
+            raise ModelError(f"cannot fine-tune a {start_entry.arch!r} model as {cfg.arch!r}")
+        net.load_state_dict(start.state_dict())
     if preview_image is None:
         preview_t = content_set.images[0][None].float() / 255.0
     else:
@@ -296,6 +305,8 @@ def train_style_iter(
                   vgg=vgg.preprocess.convention, content_images=len(content_set))
     fingerprint = {"arch": cfg.arch, "style_shape": list(style_arr.shape), "size": cfg.size,
                    "style_weight": cfg.style_weight}
+    if init_from is not None:
+        recipe["init_from"] = Path(init_from).name
 
     def save_fn(model, path, info):
         return save_model(model, path, kind="style", arch=cfg.arch, display_name=style_name.replace("_", " "),

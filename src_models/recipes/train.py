@@ -24,6 +24,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, help="output .safetensors (default: the recipe's, in src_models/weights)")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--threads", type=int)
+    p.add_argument("--start-stage", type=int, default=0, help="skip stages before this one (their outputs exist)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     import torch
@@ -34,27 +35,39 @@ def main(argv=None) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     r = json.loads(a.recipe.read_text())
-    loop = LoopConfig(**r.get("loop", {}))
-    cfg = StyleTrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in r.get("config", {}).items()},
-                           loop=loop)
     out = a.out or (ROOT / "src_models" / "weights" / r["output"])
-    t = time.perf_counter()
-    content = ContentSet.from_folder(a.data / "train", cfg.content_size, exclude_holdout=0.1,
-                                     limit=r.get("content_limit"))
-    logging.info("%d content images loaded in %.1f s", len(content), time.perf_counter() - t)
-    gen = train_style_iter(a.data / "styles" / r["style"], out, content=content, config=cfg, vgg=a.vgg,
-                           name=r.get("name"), resume=a.resume)
-    while True:
-        try:
-            pr = next(gen)
-        except StopIteration as s:
-            res = s.value
-            break
-        if pr.step % 25 == 0:
-            logging.info("step %d  %s", pr.step, " ".join(f"{k} {v:.4f}" for k, v in pr.losses.items()))
-    logging.info("saved %s after %d steps, %.0f s", res.path, res.steps, res.seconds)
-    hist = out.with_suffix(".history.json")
-    hist.write_text(json.dumps(res.history))
+    stages = r.get("stages") or [{"config": r.get("config", {}), "loop": r.get("loop", {})}]
+    content = None
+    previous = None
+    histories = []
+    for i, stage in enumerate(stages):
+        if a.start_stage and i < a.start_stage:
+            previous = out.with_suffix(f".stage{i}.safetensors")
+            continue
+        loop = LoopConfig(**stage.get("loop", {}))
+        cfg = StyleTrainConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                  for k, v in stage.get("config", {}).items()}, loop=loop)
+        if content is None:
+            t = time.perf_counter()
+            content = ContentSet.from_folder(a.data / "train", cfg.content_size, exclude_holdout=0.1,
+                                             limit=r.get("content_limit"))
+            logging.info("%d content images loaded in %.1f s", len(content), time.perf_counter() - t)
+        target = out if i == len(stages) - 1 else out.with_suffix(f".stage{i}.safetensors")
+        gen = train_style_iter(a.data / "styles" / r["style"], target, content=content, config=cfg, vgg=a.vgg,
+                               name=r.get("name"), resume=a.resume and i == len(stages) - 1, init_from=previous)
+        while True:
+            try:
+                pr = next(gen)
+            except StopIteration as s:
+                res = s.value
+                break
+            if pr.step % 25 == 0:
+                logging.info("stage %d step %d  %s", i, pr.step,
+                             " ".join(f"{k} {v:.4f}" for k, v in pr.losses.items()))
+        logging.info("stage %d: saved %s after %d steps, %.0f s", i, res.path, res.steps, res.seconds)
+        histories.append(res.history)
+        previous = res.path
+    out.with_suffix(".history.json").write_text(json.dumps(histories))
     return 0
 
 

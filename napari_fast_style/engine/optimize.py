@@ -1,0 +1,310 @@
+"""Exact stylize: Gatys, Ecker & Bethge's optimisation ("A Neural Algorithm of Artistic Style").
+
+No trained network: the output image itself is optimised so that its features on a fixed CNN match
+the content photo and its Gram matrices match one or more style images (blended by weights), with a
+total-variation term for smoothness. What makes it affordable on a laptop:
+
+* **coarse-to-fine**: the image is optimised at low resolution first and the result, upsampled,
+  initialises the next level, so the expensive full-resolution level needs few iterations;
+* **L-BFGS** by default (Adam optional), on a tensor parametrised in [0, 1] RGB;
+* **bf16 autocast** on CPUs with native bf16 (fp16 on GPUs) for the loss network; Gram matrices and
+  losses stay in float32.
+
+The losses are the relative ones of :mod:`.losses`, so ``style_weight`` means the same at any size,
+and they are exactly what ``shared/tools/style_metrics.py`` measures (gap closed, content distance).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Generator, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .convert import ImageError, PlaneReader, describe, from_unit, read_plane
+from .device import autocast, resolve_device, resolve_precision
+from .losses import content_loss, gram, style_loss, tv_loss
+from .models import ModelError, default_vgg_path, load_loss_network
+from .progress import CancelToken, Progress, run_sync
+from .stylize import blend_and_color
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OptimizeConfig:
+    """Settings of one optimisation (validated on construction).
+
+    ``iterations``: optimiser iterations at the final resolution; each coarser level gets
+    ``coarse_iterations``. ``size``: longer side of the output in pixels (None: the content's size).
+    ``levels``: number of coarse-to-fine levels (each half the size of the next).
+    ``style_weight``: the style <-> content control (content weight is 1).
+    """
+
+    iterations: int = 300
+    size: Optional[int] = 512
+    levels: int = 2
+    coarse_iterations: int = 60
+    style_weight: float = 100.0
+    content_weight: float = 1.0
+    tv_weight: float = 1.0
+    network: str = "vgg16"
+    content_layer: Optional[str] = None  # None: the network's default (VGG16: relu3_3)
+    style_layers: Optional[tuple] = None  # None: the network's default (VGG16: relu1_2 .. relu4_3)
+    style_layer_weights: Optional[tuple] = None
+    style_scale: float = 1.0
+    init: str = "content"
+    optimizer: str = "lbfgs"
+    lr: float = 0.02  # Adam only
+    preserve_color: bool = False
+    preview_every: int = 10
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+
+    def __post_init__(self):
+        if self.iterations < 0 or self.coarse_iterations < 0:
+            raise ValueError("iterations must be >= 0")
+        if self.size is not None and self.size < 32:
+            raise ValueError("size must be at least 32 pixels")
+        if self.levels < 1:
+            raise ValueError("levels must be >= 1")
+        if self.init not in ("content", "style", "noise"):
+            raise ValueError("init must be 'content', 'style' or 'noise'")
+        if self.optimizer not in ("lbfgs", "adam"):
+            raise ValueError("optimizer must be 'lbfgs' or 'adam'")
+        if self.style_weight < 0 or self.content_weight < 0 or self.tv_weight < 0:
+            raise ValueError("loss weights must be non-negative")
+        if self.style_scale <= 0:
+            raise ValueError("style_scale must be positive")
+        from src_models.loss_networks import LOSS_NETWORKS
+
+        if self.network not in LOSS_NETWORKS:
+            raise ValueError(f"unknown loss network {self.network!r}; choose one of {sorted(LOSS_NETWORKS)}")
+        if self.style_layer_weights is not None and len(self.style_layer_weights) != len(self.layers()[0]):
+            raise ValueError("style_layer_weights needs one weight per style layer")
+
+    def layers(self) -> tuple[tuple, str]:
+        """(style layers, content layer): the configured ones or the network's defaults.
+
+        VGG16's defaults are the yardstick's layers (Gram at relu1_2, relu2_2, relu3_3, relu4_3; content
+        at relu3_3), so what is optimised is what ``style_metrics.py`` measures; the other networks use
+        the defaults of :mod:`src_models.loss_networks` (VGG19: Gatys et al.'s relu1_1..relu5_1 / relu4_2).
+        """
+        from src_models.loss_networks import LOSS_NETWORKS
+
+        if self.network == "vgg16":
+            style, content = ("relu1_2", "relu2_2", "relu3_3", "relu4_3"), "relu3_3"
+        else:
+            spec = LOSS_NETWORKS[self.network]
+            style, content = spec.style_layers, spec.content_layer
+        return tuple(self.style_layers or style), self.content_layer or content
+
+
+@dataclass
+class OptimizeResult:
+    data: np.ndarray
+    cancelled: bool
+    iterations: int
+    seconds: float
+    losses: dict = field(default_factory=dict)
+    history: list = field(default_factory=list)
+    metadata: dict = field(default_factory=dict)
+
+
+def _to_unit(image, rgb=None, limits=None) -> tuple[np.ndarray, object, Optional[np.ndarray]]:
+    """Any 2D grey / RGB / RGBA image -> float32 HxWx3 in [0, 1] (and its layout and raw alpha)."""
+    layout = describe(image, rgb=rgb, limits=limits)
+    if layout.leading:
+        raise ImageError(f"optimize takes one 2D image, got a stack of shape {layout.shape}; pick a plane")
+    plane = read_plane(image, layout, ())
+    r = PlaneReader(plane, layout)
+    h, w = layout.spatial
+    raw = r.raw(0, h, 0, w)
+    return r.unit(raw), layout, (raw[..., 3] if layout.has_alpha else None)
+
+
+def _resize(t: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    if tuple(t.shape[-2:]) == tuple(hw):
+        return t
+    down = hw[0] < t.shape[-2]
+    return F.interpolate(t, size=hw, mode="bilinear", align_corners=False, antialias=down).clamp(0, 1)
+
+
+def _level_sizes(h: int, w: int, size: Optional[int], levels: int) -> list[tuple[int, int]]:
+    s = 1.0 if size is None else size / max(h, w)
+    out = []
+    for k in range(levels - 1, -1, -1):
+        f = s / (2 ** k)
+        hh, ww = max(16, round(h * f)), max(16, round(w * f))
+        if not out or (hh, ww) != out[-1]:
+            out.append((hh, ww))
+    return out
+
+
+def parse_styles(styles) -> list[tuple[object, float]]:
+    """One image, a list of images, or a list of (image, weight) pairs -> normalised pairs."""
+    if isinstance(styles, np.ndarray) or hasattr(styles, "shape"):
+        styles = [styles]
+    pairs = []
+    for s in styles:
+        if isinstance(s, tuple) and len(s) == 2 and np.isscalar(s[1]):
+            pairs.append((s[0], float(s[1])))
+        else:
+            pairs.append((s, 1.0))
+    if not pairs:
+        raise ValueError("give at least one style image")
+    w = np.array([p[1] for p in pairs])
+    if (w < 0).any() or w.sum() <= 0:
+        raise ValueError("style weights must be non-negative with a positive sum")
+    return [(img, float(wi / w.sum())) for (img, _), wi in zip(pairs, w)]
+
+
+def optimize_iter(
+    content,
+    styles,
+    config: Optional[OptimizeConfig] = None,
+    *,
+    network=None,
+    rgb: Optional[bool] = None,
+    contrast_limits: Optional[Sequence[float]] = None,
+    cancel: Optional[CancelToken] = None,
+) -> Generator[Progress, None, OptimizeResult]:
+    """Optimise an image; yields :class:`Progress` (losses; a preview every ``preview_every``
+    iterations) and returns an :class:`OptimizeResult`. A cancelled run returns the best image so far.
+
+    ``network``: a loaded feature extractor (with the configured taps), a weights path, or None for
+    ``$NAPARI_FAST_STYLE_VGG``.
+    """
+    cfg = config or OptimizeConfig()
+    t0 = time.perf_counter()
+    c01, layout, alpha = _to_unit(content, rgb, contrast_limits)
+    pairs = parse_styles(styles)
+    style01 = [(_to_unit(img)[0], w) for img, w in pairs]
+    device = resolve_device(cfg.device)
+    amp = resolve_precision(cfg.precision, device)
+    style_layers, content_layer = cfg.layers()
+    taps = tuple(dict.fromkeys((*style_layers, content_layer)))
+    if network is None or isinstance(network, (str, os.PathLike)):
+        if network is None and cfg.network == "vgg16" and default_vgg_path() is None:
+            raise ModelError("exact stylize needs VGG16 weights: pass a weights file (CLI --vgg, API network=PATH) "
+                             "or set NAPARI_FAST_STYLE_VGG")
+        network = load_loss_network(cfg.network, network, taps)
+    net = network.to(device).eval()
+    missing = [t for t in taps if t not in getattr(net, "taps", taps)]
+    if missing:
+        raise ModelError(f"the loss network lacks the layers {missing}")
+    lw = dict(zip(style_layers, cfg.style_layer_weights)) if cfg.style_layer_weights else None
+    h, w = c01.shape[:2]
+    sizes = _level_sizes(h, w, cfg.size, cfg.levels)
+    content_full = torch.from_numpy(np.ascontiguousarray(c01.transpose(2, 0, 1)))[None].to(device)
+    gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
+
+    def feats(x):
+        with autocast(device, amp):
+            return net(x)
+
+    total = cfg.coarse_iterations * (len(sizes) - 1) + cfg.iterations
+    step = 0
+    history = []
+    best = {"loss": math.inf, "img": None, "parts": {}}
+    x = None
+    cancelled = False
+    for li, (hh, ww) in enumerate(sizes):
+        n_iter = cfg.iterations if li == len(sizes) - 1 else cfg.coarse_iterations
+        c = _resize(content_full, (hh, ww))
+        with torch.no_grad():
+            fc = feats(c)[content_layer].float()
+            targets = []
+            for s01, sw in style01:
+                sh, sww = s01.shape[:2]
+                k = cfg.style_scale * min(hh, ww) / min(sh, sww)
+                st = torch.from_numpy(np.ascontiguousarray(s01.transpose(2, 0, 1)))[None].to(device)
+                st = _resize(st, (max(16, round(sh * k)), max(16, round(sww * k))))
+                fs = feats(st)
+                targets.append(({name: gram(fs[name].float())[0] for name in style_layers}, sw))
+        if x is None:
+            if cfg.init == "content":
+                x0 = c.clone()
+            elif cfg.init == "style":
+                x0 = _resize(torch.from_numpy(np.ascontiguousarray(style01[0][0].transpose(2, 0, 1)))[None].to(device),
+                             (hh, ww))
+            else:
+                x0 = torch.rand((1, 3, hh, ww), generator=gen).to(device)
+        else:
+            x0 = _resize(x.detach(), (hh, ww))
+        x = x0.clone().requires_grad_(True)
+        best = {"loss": math.inf, "img": x0.detach().clone(), "parts": {}}  # best at this level
+
+        def closure():
+            opt.zero_grad(set_to_none=True)
+            fx = feats(x)
+            s = sum(sw * style_loss(fx, tg, lw) for tg, sw in targets)
+            cl = content_loss(fx[content_layer], fc)
+            tv = tv_loss(x)
+            loss = cfg.style_weight * s + cfg.content_weight * cl + cfg.tv_weight * tv
+            loss.backward()
+            closure.parts = {k: float(v.detach()) for k, v in
+                             (("total", loss), ("style", s), ("content", cl), ("tv", tv))}
+            if closure.parts["total"] < best["loss"]:
+                best.update(loss=closure.parts["total"], img=x.detach().clamp(0, 1).clone(), parts=closure.parts)
+            return loss
+
+        if cfg.optimizer == "lbfgs":
+            opt = torch.optim.LBFGS([x], lr=1.0, max_iter=1, history_size=20, line_search_fn="strong_wolfe")
+        else:
+            opt = torch.optim.Adam([x], lr=cfg.lr)
+        for it in range(n_iter):
+            if cancel is not None and cancel.cancelled:
+                cancelled = True
+                break
+            opt.step(closure)
+            step += 1
+            parts = dict(getattr(closure, "parts", {}))
+            history.append({"step": step, "level": li, "size": [hh, ww], "seconds": round(time.perf_counter() - t0, 3),
+                            **parts})
+            preview = None
+            if cfg.preview_every and (step % cfg.preview_every == 0 or it == n_iter - 1):
+                preview = best["img"][0].permute(1, 2, 0).float().cpu().numpy()
+            yield Progress("optimize", step, total, losses=parts, preview=preview,
+                           message=f"{ww}x{hh}, level {li + 1}/{len(sizes)}")
+        x = best["img"]
+        if cancelled:
+            break
+    out01 = best["img"][0].permute(1, 2, 0).float().cpu().numpy()
+    oh, ow = out01.shape[:2]
+    if cfg.preserve_color:
+        orig = _resize(content_full, (oh, ow))[0].permute(1, 2, 0).cpu().numpy()
+        out01 = blend_and_color(out01, orig, 1.0, True)
+    a = None
+    if alpha is not None:
+        a = np.asarray(F.interpolate(torch.from_numpy(alpha.astype(np.float32))[None, None], size=(oh, ow),
+                                     mode="nearest")[0, 0].numpy()).astype(alpha.dtype)
+    data = from_unit(out01, layout, layout.out_dtype(None), a)
+    meta = {"napari_fast_style": {
+        "operation": "optimize", **{k: v for k, v in asdict(cfg).items()}, "style_blend": [w for _, w in pairs],
+        "device": str(device), "precision": str(amp).replace("torch.", ""), "iterations_done": step,
+        "cancelled": cancelled, "output_size": [oh, ow], "content_size": [h, w],
+        "final_losses": best["parts"],
+    }}
+    return OptimizeResult(data, cancelled, step, time.perf_counter() - t0, best["parts"], history, meta)
+
+
+def optimize(content, styles, *, iterations: int = 300, size: Optional[int] = 512, style_weight: Optional[float] = None,
+             preserve_color: bool = False, optimizer: str = "lbfgs", device: str = "auto", **kwargs) -> np.ndarray:
+    """Gatys et al. optimisation; returns the stylized image (longer side ``size``) as a numpy array.
+
+    ``styles``: one image, a list of images, or a list of ``(image, weight)`` pairs. Same dtype rules as
+    :func:`stylize` (uint8 in -> uint8 out, else float32 in [0, 1]). ``network``: the VGG16 weights path
+    (default ``$NAPARI_FAST_STYLE_VGG``) or a loaded extractor. Other keywords: see :class:`OptimizeConfig`.
+    """
+    call = {k: kwargs.pop(k) for k in ("network", "rgb", "contrast_limits", "cancel") if k in kwargs}
+    cfg = OptimizeConfig(iterations=iterations, size=size, preserve_color=preserve_color, optimizer=optimizer,
+                         device=device, **({"style_weight": style_weight} if style_weight is not None else {}),
+                         **kwargs)
+    return run_sync(optimize_iter(content, styles, cfg, **call)).data

@@ -1,0 +1,140 @@
+"""Exact stylize (Gatys et al.) on the real VGG16: loss falls, blends move, cancel keeps the best image."""
+import numpy as np
+import pytest
+import torch
+
+from napari_fast_style.engine import CancelToken, OptimizeConfig, optimize, optimize_iter, run_sync
+from napari_fast_style.engine.losses import gram, style_loss
+
+
+@pytest.fixture(scope="module")
+def images():
+    from skimage import data
+
+    content = data.astronaut()[::8, ::8]  # 64x64
+    s1 = np.zeros((64, 64, 3), np.uint8)
+    s1[..., 2] = 255 * (np.indices((64, 64))[1] // 4 % 2)  # blue stripes
+    s2 = np.zeros((64, 64, 3), np.uint8)
+    s2[..., 0] = 255 * ((np.indices((64, 64)).sum(0) // 6) % 2)  # red checker diagonals
+    return content, s1, s2
+
+
+def cfg(**kw):
+    base = dict(iterations=15, size=64, levels=1, device="cpu", precision="fp32", preview_every=5)
+    base.update(kw)
+    return OptimizeConfig(**base)
+
+
+def style_dist(vgg, img, style):
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float() / 255  # noqa: E731
+    with torch.no_grad():
+        fs = vgg(t(style))
+        fx = vgg(t(img))
+    return float(style_loss(fx, {k: gram(v)[0] for k, v in fs.items()}))
+
+
+def test_optimisation_lowers_style_loss(vgg, images):
+    content, s1, _ = images
+    previews = []
+    res = run_sync(optimize_iter(content, s1, cfg(), network=vgg),
+                   lambda p: p.preview is not None and previews.append(p.preview))
+    assert res.data.shape == (64, 64, 3) and res.data.dtype == np.uint8
+    assert style_dist(vgg, res.data, s1) < 0.5 * style_dist(vgg, content, s1)
+    assert len(previews) >= 3 and previews[-1].shape == (64, 64, 3)
+    assert res.history[-1]["style"] < res.history[0]["style"]
+
+
+def test_blend_weights_move_between_styles(vgg, images):
+    content, s1, s2 = images
+    a = optimize(content, [(s1, 0.9), (s2, 0.1)], iterations=12, size=64, levels=1, device="cpu",
+                 precision="fp32", network=vgg)
+    b = optimize(content, [(s1, 0.1), (s2, 0.9)], iterations=12, size=64, levels=1, device="cpu",
+                 precision="fp32", network=vgg)
+    assert style_dist(vgg, a, s1) < style_dist(vgg, b, s1)
+    assert style_dist(vgg, b, s2) < style_dist(vgg, a, s2)
+
+
+def test_coarse_to_fine_and_size(vgg, images):
+    content, s1, _ = images
+    res = run_sync(optimize_iter(content, s1, cfg(size=48, levels=2, coarse_iterations=3, iterations=3), network=vgg))
+    assert res.data.shape == (48, 48, 3)
+    assert [h["size"] for h in res.history][0] == [24, 24] and res.history[-1]["size"] == [48, 48]
+
+
+def test_cancel_returns_best_image(vgg, images):
+    content, s1, _ = images
+    token = CancelToken()
+
+    def stop(p):
+        if p.step == 3:
+            token.cancel()
+
+    res = run_sync(optimize_iter(content, s1, cfg(iterations=100), network=vgg, cancel=token), stop)
+    assert res.cancelled and res.iterations == 3
+    assert res.data.shape == (64, 64, 3)
+    assert res.losses["total"] == min(h["total"] for h in res.history)
+
+
+def test_adam_noise_init_and_float_grey(vgg, images):
+    content, s1, _ = images
+    grey = content[..., 0].astype(np.float32) / 255
+    out = optimize(grey, s1, iterations=5, size=64, levels=1, optimizer="adam", init="noise", device="cpu",
+                   network=vgg)
+    assert out.shape == (64, 64, 3) and out.dtype == np.float32 and 0 <= out.min() and out.max() <= 1
+
+
+def test_bad_inputs(vgg, images, monkeypatch):
+    from napari_fast_style.engine import ImageError, ModelError
+
+    content, s1, _ = images
+    with pytest.raises(ImageError, match="stack"):
+        optimize(np.zeros((2, 32, 32), np.uint8), s1, network=vgg)
+    with pytest.raises(ValueError, match="weights"):
+        optimize(content, [(s1, -1.0)], network=vgg)
+    monkeypatch.delenv("NAPARI_FAST_STYLE_VGG", raising=False)
+    with pytest.raises(ModelError, match="VGG16 weights"):
+        optimize(content, s1, iterations=1)
+    with pytest.raises(ValueError, match="optimizer"):
+        OptimizeConfig(optimizer="sgd")
+
+
+def test_cli_optimize(tmp_path, vgg_path, images):
+    import json
+
+    from PIL import Image
+
+    from napari_fast_style.cli import main
+
+    content, s1, s2 = images
+    for name, arr in (("c.png", content), ("s1.png", s1), ("s2.png", s2)):
+        Image.fromarray(arr).save(tmp_path / name)
+    out = tmp_path / "o.png"
+    code = main(["optimize", str(tmp_path / "c.png"), f"{tmp_path / 's1.png'}:0.7", f"{tmp_path / 's2.png'}:0.3",
+                 "-o", str(out), "--iterations", "3", "--size", "48", "--levels", "1", "--vgg", str(vgg_path),
+                 "--device", "cpu"])
+    assert code == 0 and np.asarray(Image.open(out)).shape == (48, 48, 3)
+    assert main(["optimize", str(tmp_path / "missing.png"), str(tmp_path / "s1.png"), "-o", str(out)]) == 2
+    assert main(["optimize", str(tmp_path / "c.png"), str(tmp_path / "s1.png"), "-o", str(tmp_path / "x.png"),
+                 "--vgg", str(tmp_path / "nope.pth")]) == 2
+    assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("name", ["vgg19", "alexnet", "googlenet", "resnet50"])
+def test_other_loss_networks_load_and_optimise(name, tmp_path, images):
+    """Layouts are torchvision's (random weights saved in that layout here; nothing is downloaded)."""
+    from napari_fast_style.engine import ModelError, load_loss_network
+    from src_models.loss_networks import build_loss_network, get_loss_network_spec
+
+    spec = get_loss_network_spec(name)
+    torch.manual_seed(0)
+    src = build_loss_network(name, spec.taps[: len(spec.taps)])
+    state = {**src.state_dict(), f"{spec.ignore_prefixes[0]}weight": torch.zeros(2)}  # a full checkpoint
+    path = tmp_path / f"{name}.pth"
+    torch.save(state, path)
+    net = load_loss_network(name, path)
+    assert set(net.taps if hasattr(net, "taps") else spec.default_taps) >= set(spec.default_taps)
+    content, s1, _ = images
+    res = run_sync(optimize_iter(content, s1, cfg(iterations=2, network=name), network=net))
+    assert res.data.shape == (64, 64, 3) and np.isfinite(res.history[-1]["total"])
+    with pytest.raises(ModelError, match="download"):
+        load_loss_network(name, "torchvision")

@@ -1,0 +1,123 @@
+"""Short real training runs on the real VGG16: the style loss falls, resume continues, stop is clean."""
+import numpy as np
+import pytest
+import torch
+
+from napari_fast_style.engine import (CancelToken, LoopConfig, StyleTrainConfig, list_models, load_model, run_sync,
+                                      stylize, train_style, train_style_iter)
+from napari_fast_style.engine.data import ContentSet, sample_images
+from napari_fast_style.engine.losses import style_loss
+from napari_fast_style.engine.training import checkpoint_path, style_targets
+
+
+@pytest.fixture(scope="module")
+def content():
+    return ContentSet(sample_images(), short_side=96)
+
+
+@pytest.fixture(scope="module")
+def style_image():
+    from skimage import data
+
+    return data.colorwheel()[..., :3] if data.colorwheel().ndim == 3 else data.colorwheel()
+
+
+def cfg(steps, **kw):
+    loop = LoopConfig(steps=steps, seed=0, device="cpu", precision="fp32", checkpoint_every=5, preview_every=10,
+                      lr=kw.pop("lr", 2e-3))
+    return StyleTrainConfig(arch="fast", size=32, batch_size=2, style_size=64, content_size=96, loop=loop, **kw)
+
+
+@pytest.mark.slow
+def test_training_lowers_style_loss_on_held_out_crops(tmp_path, vgg, content, style_image):
+    from napari_fast_style.engine.training import _image_to_tensor
+
+    held = content.batch(4, 32, torch.Generator().manual_seed(123))
+    targets = style_targets(vgg, _image_to_tensor(style_image, 64), ("relu1_2", "relu2_2", "relu3_3", "relu4_3"))
+
+    def held_loss(net):
+        with torch.no_grad():
+            return float(style_loss(vgg(net(held * 255) / 255), targets))
+
+    from src_models import transformer_net
+
+    torch.manual_seed(0)
+    before = held_loss(transformer_net("fast").eval())
+    previews = []
+    res = run_sync(train_style_iter(style_image, tmp_path / "wheel.safetensors", content=content, config=cfg(40),
+                                    vgg=vgg), lambda p: p.preview is not None and previews.append(p.preview))
+    net, entry = load_model(res.path)
+    after = held_loss(net)
+    assert after < 0.8 * before
+    assert res.steps == 40 and len(res.history) == 40 and {"style", "content", "tv"} <= set(res.history[-1])
+    assert previews and previews[0].ndim == 3 and previews[0].shape[-1] == 3
+    assert entry.metadata["recipe"]["size"] == 32 and entry.metadata["recipe"]["steps"] == 40
+
+
+def test_resume_continues_the_same_run(tmp_path, vgg, content, style_image):
+    straight = run_sync(train_style_iter(style_image, tmp_path / "a.safetensors", content=content, config=cfg(10),
+                                         vgg=vgg))
+    run_sync(train_style_iter(style_image, tmp_path / "b.safetensors", content=content, config=cfg(5), vgg=vgg))
+    resumed = run_sync(train_style_iter(style_image, tmp_path / "b.safetensors", content=content, config=cfg(10),
+                                        vgg=vgg, resume=True))
+    assert resumed.steps == 10
+    assert [h["step"] for h in resumed.history] == list(range(1, 11))
+    a = torch.load(checkpoint_path(straight.path), weights_only=True)["model"]
+    b = torch.load(checkpoint_path(resumed.path), weights_only=True)["model"]
+    for k in a:  # fp32 checkpoints: the same run up to float reduction order
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
+
+
+def test_stopped_run_leaves_a_loadable_model_and_no_temp_files(tmp_path, vgg, content, style_image):
+    token = CancelToken()
+
+    def stop(p):
+        if p.step == 3:
+            token.cancel()
+
+    res = run_sync(train_style_iter(style_image, tmp_path / "stopped.safetensors", content=content, config=cfg(1000),
+                                    vgg=vgg, cancel=token), stop)
+    assert res.cancelled and res.steps == 3
+    out = stylize(np.zeros((32, 32, 3), np.uint8), str(res.path), device="cpu")
+    assert out.shape == (32, 32, 3)
+    assert checkpoint_path(res.path).is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_train_style_api_lists_in_user_dir(user_models, vgg_path):
+    from skimage import data
+
+    path = train_style(data.coffee(), user_models / "coffee-fast.safetensors", content=[data.astronaut()],
+                       size=32, steps=2, device="cpu", vgg=vgg_path, batch_size=1, style_size=64, content_size=64)
+    assert "coffee-fast" in [e.name for e in list_models("style")]
+    assert stylize(data.astronaut()[:64, :64], path).shape == (64, 64, 3)
+
+
+def test_bad_training_inputs(tmp_path, vgg_path):
+    from napari_fast_style.engine import DataError, ModelError
+
+    with pytest.raises(DataError, match="not found"):
+        train_style(tmp_path / "nope.jpg", tmp_path / "x.safetensors", steps=1, vgg=vgg_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no images"):
+        train_style(np.zeros((64, 64, 3), np.uint8), tmp_path / "x.safetensors", content=tmp_path / "empty",
+                    steps=1, vgg=vgg_path)
+    with pytest.raises(ModelError, match="nothing to resume"):
+        train_style(np.zeros((64, 64, 3), np.uint8), tmp_path / "y.safetensors", content=[np.zeros((64, 64))],
+                    steps=1, vgg=vgg_path, resume=True, size=32)
+    with pytest.raises(ValueError, match="multiple of 8"):
+        StyleTrainConfig(size=30)
+
+
+def test_cli_train_errors_exit_2(tmp_path):
+    from napari_fast_style.cli import main
+
+    assert main(["train", str(tmp_path / "missing.jpg"), "-o", str(tmp_path / "o.safetensors")]) == 2
+    style = tmp_path / "s.png"
+    from PIL import Image
+
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(style)
+    (tmp_path / "empty").mkdir()
+    assert main(["train", str(style), "-o", str(tmp_path / "o.safetensors"), "--content",
+                 str(tmp_path / "empty")]) == 2
+    assert not (tmp_path / "o.safetensors").exists()
