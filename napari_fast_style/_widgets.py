@@ -328,7 +328,7 @@ class StylizeWidget(Container):
             cfg = OptimizeConfig(iterations=int(self.iterations.value), size=int(self.size.value),
                                  style_weight=float(10 ** self.balance.value),
                                  preserve_color=bool(self.preserve.value), device=self.device.value,
-                                 preview_every=max(1, min(10, int(self.iterations.value) // 10)))
+                                 preview_every=max(1, min(5, int(self.iterations.value) // 20)))
             vgg_path = self.vgg_file.value
             if not vgg_path or not str(vgg_path).strip() or not vgg_path.is_file():
                 raise ValueError("choose the VGG16 weights file (or set NAPARI_FAST_STYLE_VGG)")
@@ -393,3 +393,199 @@ class StylizeWidget(Container):
     def reset_choices(self, *args):
         super().reset_choices(*args)
         self._update_visibility()
+
+
+class LossPlot:
+    """A small loss curve (log scale) drawn with QPainter; a magicgui-compatible wrapper widget."""
+
+    def __init__(self):
+        from magicgui.widgets import Container as _C
+        from qtpy.QtWidgets import QLabel
+
+        self.points: dict[str, list] = {}
+        self.label = QLabel()
+        self.label.setMinimumHeight(120)
+        self.widget = _C(labels=False)
+        self.widget.native.layout().addWidget(self.label)
+
+    def add(self, step: int, losses: dict):
+        for k in ("total", "style", "content"):
+            if k in losses and losses[k] > 0:
+                self.points.setdefault(k, []).append((step, float(losses[k])))
+        if step % 5 == 0:
+            self.redraw()
+
+    def redraw(self):
+        from qtpy.QtCore import QPointF, Qt
+        from qtpy.QtGui import QColor, QPainter, QPen, QPixmap
+
+        w, h = max(200, self.label.width()), 120
+        pm = QPixmap(w, h)
+        pm.fill(QColor(38, 41, 48))
+        vals = [v for pts in self.points.values() for _, v in pts]
+        if vals:
+            lo, hi = np.log10(min(vals)), np.log10(max(vals))
+            hi = hi if hi > lo else lo + 1
+            n = max(max(s for s, _ in pts) for pts in self.points.values())
+            p = QPainter(pm)
+            for k, color in (("total", "#ffffff"), ("style", "#f0a030"), ("content", "#40a0f0")):
+                pts = self.points.get(k, [])
+                p.setPen(QPen(QColor(color), 1.5))
+                poly = [QPointF(4 + (w - 8) * s / max(n, 1), h - 14 - (h - 24) * (np.log10(v) - lo) / (hi - lo))
+                        for s, v in pts[-2000:]]
+                for a, b in zip(poly, poly[1:]):
+                    p.drawLine(a, b)
+            p.setPen(QColor("#cccccc"))
+            p.drawText(4, h - 2, "total (white), style (orange), content (blue), log scale")
+            p.end()
+        self.label.setPixmap(pm)
+
+
+class TrainStyleWidget(Container):
+    """Train a new style network from an image layer, inside napari, with a live preview and a loss curve."""
+
+    def __init__(self, napari_viewer):
+        super().__init__(labels=True)
+        from .engine.models import default_vgg_path
+
+        self.viewer = napari_viewer
+        self.style_layer = create_widget(label="style layer", annotation="napari.layers.Image")
+        self.region = ComboBox(label="region (shapes)", choices=self._shapes_choices)
+        self.region.tooltip = "optional: the first rectangle of this Shapes layer is the part of the style to learn"
+        self.content_source = RadioButtons(label="content", choices=["viewer layers + samples", "folder"],
+                                           value="viewer layers + samples")
+        self.folder = FileEdit(label="content folder", mode="d")
+        self.arch = ComboBox(label="architecture", choices=["fast", "classic"], value="fast")
+        self.train_size = SpinBox(label="training size", min=32, max=1024, step=32, value=256)
+        self.budget_kind = RadioButtons(label="budget", choices=["steps", "minutes"], value="minutes")
+        self.budget = SpinBox(label="amount", min=1, max=100000, value=10)
+        self.balance = FloatSlider(label="style <-> content", min=0.0, max=2.0, step=0.1, value=0.7)
+        self.balance.tooltip = "style weight = 10 ** value (content weight 1)"
+        self.model_name = LineEdit(label="model name", value="my-style")
+        self.vgg_file = FileEdit(label="VGG16 weights", mode="r", filter="*.pth *.pt")
+        vgg = default_vgg_path()
+        if vgg is not None:
+            self.vgg_file.value = vgg
+        self.device = ComboBox(label="device", choices=available_devices(), value="auto")
+        self.apply_btn = PushButton(text="Train")
+        self.stop_btn = PushButton(text="Stop")
+        self.status = Label(value="")
+        self.plot = LossPlot()
+        self.extend([self.style_layer, self.region, self.content_source, self.folder, self.arch, self.train_size,
+                     self.budget_kind, self.budget, self.balance, self.model_name, self.vgg_file, self.device,
+                     self.apply_btn, self.stop_btn, self.status, self.plot.widget])
+        self.runner = Runner(self.apply_btn, self.stop_btn, self.status)
+        self.apply_btn.changed.connect(self.train)
+        self.content_source.changed.connect(self._update_visibility)
+        self.last_result = None
+        self._update_visibility()
+
+    def _shapes_choices(self, *_):
+        import napari
+
+        return [None] + [ly.name for ly in self.viewer.layers if isinstance(ly, napari.layers.Shapes)]
+
+    def _update_visibility(self, *_):
+        self.folder.visible = self.content_source.value == "folder"
+
+    def _style_array(self, layer) -> np.ndarray:
+        from .engine.convert import PlaneReader, describe
+
+        d = layer.data[0] if layer.multiscale else layer.data
+        lead = d.ndim - (3 if layer.rgb else 2)
+        if lead > 0:
+            d = d[tuple(int(i) for i in self.viewer.dims.current_step[:lead])]
+        d = np.array(d)
+        if self.region.value:
+            shapes = self.viewer.layers[self.region.value]
+            if len(shapes.data):
+                # the rectangle's corners in data coordinates of the style layer (world -> data)
+                corners = np.array([layer.world_to_data(shapes.data_to_world(v)) for v in shapes.data[0]])[:, -2:]
+                (y0, x0), (y1, x1) = np.floor(corners.min(0)).astype(int), np.ceil(corners.max(0)).astype(int)
+                h, w = d.shape[:2]
+                y0, x0, y1, x1 = max(0, y0), max(0, x0), min(h, y1), min(w, x1)
+                if y1 - y0 < 32 or x1 - x0 < 32:
+                    raise ValueError("the style region must be at least 32x32 pixels inside the style layer")
+                d = d[y0:y1, x0:x1]
+        lay = describe(d, rgb=bool(layer.rgb), limits=tuple(float(v) for v in layer.contrast_limits))
+        return (PlaneReader(d, lay).unit(d) * 255 + 0.5).astype(np.uint8)
+
+    def _content(self, style_layer):
+        import napari
+
+        from .engine.data import sample_images
+
+        if self.content_source.value == "folder":
+            if not self.folder.value or not str(self.folder.value).strip():
+                raise ValueError("choose a content folder")
+            return str(self.folder.value)
+        images = []
+        for ly in self.viewer.layers:
+            if isinstance(ly, napari.layers.Image) and ly is not style_layer and not ly.name.startswith("training"):
+                d = ly.data[0] if ly.multiscale else ly.data
+                lead = d.ndim - (3 if ly.rgb else 2)
+                if lead > 0:
+                    d = d[tuple(int(i) for i in self.viewer.dims.current_step[:lead])]
+                from .engine.convert import PlaneReader, describe
+
+                d = np.array(d)
+                lay = describe(d, rgb=bool(ly.rgb), limits=tuple(float(v) for v in ly.contrast_limits))
+                if min(lay.spatial) >= 32:
+                    images.append((PlaneReader(d, lay).unit(d) * 255 + 0.5).astype(np.uint8))
+        return images + sample_images()
+
+    def train(self, *_):
+        import re
+
+        from .engine import LoopConfig, StyleTrainConfig, load_vgg, train_style_iter, user_model_dir
+
+        layer = self.style_layer.value
+        if layer is None:
+            show_error("napari-fast-style: select the style image layer")
+            return None
+        try:
+            name = self.model_name.value.strip()
+            if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", name):
+                raise ValueError("model name: letters, digits, '_', '-', '.'")
+            out = user_model_dir() / f"{name}.safetensors"
+            if out.exists():
+                raise ValueError(f"a model named {name!r} exists already; choose another name")
+            style = self._style_array(layer)
+            content = self._content(layer)
+            minutes = self.budget_kind.value == "minutes"
+            loop = LoopConfig(steps=None if minutes else int(self.budget.value),
+                              minutes=float(self.budget.value) if minutes else None, device=self.device.value,
+                              preview_every=10, checkpoint_every=50)
+            cfg = StyleTrainConfig(arch=self.arch.value, size=int(self.train_size.value) // 8 * 8,
+                                   style_weight=float(10 ** self.balance.value), loop=loop)
+            vgg_path = self.vgg_file.value
+            if not vgg_path or not str(vgg_path).strip() or not vgg_path.is_file():
+                raise ValueError("choose the VGG16 weights file (or set NAPARI_FAST_STYLE_VGG)")
+            vgg = load_vgg(vgg_path, tuple(dict.fromkeys((*cfg.style_layers, cfg.content_layer))))
+        except Exception as e:  # noqa: BLE001
+            show_error(f"napari-fast-style: {e}")
+            return None
+        preview_src = np.array(content[0]) if isinstance(content, list) else None
+        live = {}
+        self.plot.points.clear()
+
+        def on_yield(p):
+            self.plot.add(p.step, p.losses)
+            if p.preview is not None:
+                if "layer" in live and live["layer"] in self.viewer.layers:
+                    live["layer"].data = p.preview
+                else:
+                    live["layer"] = self.viewer.add_image(p.preview, name=f"training preview: {name}", rgb=True)
+
+        def done(result):
+            self.plot.redraw()
+            self.last_result = result
+            self.status.value = (f"{'stopped' if result.cancelled else 'done'} after {result.steps} steps, "
+                                 f"{result.seconds:.0f} s: saved {result.path.name}")
+            show_info(f"napari-fast-style: saved style model {name!r}; it is in the Stylize widget's list")
+
+        def gen(token):
+            return train_style_iter(style, out, content=content, config=cfg, vgg=vgg, name=name,
+                                    preview_image=preview_src, cancel=token)
+
+        return self.runner.start(gen, label=f"Train {name}", on_return=done, on_yield=on_yield)

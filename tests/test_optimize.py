@@ -20,7 +20,7 @@ def images():
 
 
 def cfg(**kw):
-    base = dict(iterations=15, size=64, levels=1, device="cpu", precision="fp32", preview_every=5)
+    base = dict(iterations=15, size=64, levels=1, device="cpu", precision="fp32", preview_every=5, tolerance=0)
     base.update(kw)
     return OptimizeConfig(**base)
 
@@ -47,9 +47,9 @@ def test_optimisation_lowers_style_loss(vgg, images):
 def test_blend_weights_move_between_styles(vgg, images):
     content, s1, s2 = images
     a = optimize(content, [(s1, 0.9), (s2, 0.1)], iterations=12, size=64, levels=1, device="cpu",
-                 precision="fp32", network=vgg)
+                 precision="fp32", network=vgg, tolerance=0)
     b = optimize(content, [(s1, 0.1), (s2, 0.9)], iterations=12, size=64, levels=1, device="cpu",
-                 precision="fp32", network=vgg)
+                 precision="fp32", network=vgg, tolerance=0)
     assert style_dist(vgg, a, s1) < style_dist(vgg, b, s1)
     assert style_dist(vgg, b, s2) < style_dist(vgg, a, s2)
 
@@ -59,6 +59,12 @@ def test_coarse_to_fine_and_size(vgg, images):
     res = run_sync(optimize_iter(content, s1, cfg(size=48, levels=2, coarse_iterations=3, iterations=3), network=vgg))
     assert res.data.shape == (48, 48, 3)
     assert [h["size"] for h in res.history][0] == [24, 24] and res.history[-1]["size"] == [48, 48]
+
+
+def test_converged_levels_end_early(vgg, images):
+    content, s1, _ = images
+    res = run_sync(optimize_iter(content, s1, cfg(iterations=200, tolerance=0.05, patience=3), network=vgg))
+    assert 3 < res.iterations < 200 and not res.cancelled
 
 
 def test_cancel_returns_best_image(vgg, images):

@@ -121,3 +121,21 @@ def test_cli_train_errors_exit_2(tmp_path):
     assert main(["train", str(style), "-o", str(tmp_path / "o.safetensors"), "--content",
                  str(tmp_path / "empty")]) == 2
     assert not (tmp_path / "o.safetensors").exists()
+
+
+def test_multi_style_network_blends(tmp_path, vgg, content):
+    """One conditional-instance-norm network, two styles; the blend weights select between them."""
+    red = np.zeros((64, 64, 3), np.uint8)
+    red[..., 0] = 255 * (np.indices((64, 64))[0] // 4 % 2)
+    blue = np.zeros((64, 64, 3), np.uint8)
+    blue[..., 2] = 255 * (np.indices((64, 64))[1] // 4 % 2)
+    res = run_sync(train_style_iter([(red, "red"), (blue, "blue")], tmp_path / "duo.safetensors", content=content,
+                                    config=cfg(30, lr=5e-3, style_weight=20.0), vgg=vgg))
+    net, entry = load_model(res.path)
+    assert entry.styles == ("red", "blue") and net.n_styles == 2
+    img = (np.random.default_rng(0).random((48, 48, 3)) * 255).astype(np.uint8)
+    r = stylize(img, str(res.path), style_weights={"red": 1.0}, device="cpu").astype(float)
+    b = stylize(img, str(res.path), style_weights={"blue": 1.0}, device="cpu").astype(float)
+    mid = stylize(img, str(res.path), style_weights={"red": 0.5, "blue": 0.5}, device="cpu").astype(float)
+    assert r[..., 0].mean() - r[..., 2].mean() > b[..., 0].mean() - b[..., 2].mean()
+    assert np.abs(mid - r).mean() > 1 and np.abs(mid - b).mean() > 1

@@ -150,3 +150,55 @@ def test_optimise_method_live_updates_and_stop(qtbot, widget, vgg_path):
     np.testing.assert_allclose(out.scale, [4.0, 4.0])
     np.testing.assert_allclose(out.translate, [1.0, 1.0])
     np.testing.assert_array_equal(content.data, data.astronaut()[::8, ::8])
+
+
+def test_train_widget_trains_stops_and_model_appears(qtbot, make_napari_viewer, vgg_path, user_models):
+    from skimage import data
+
+    from napari_fast_style._widgets import StylizeWidget, TrainStyleWidget
+
+    viewer = make_napari_viewer()
+    stylize_w = StylizeWidget(viewer)
+    viewer.window.add_dock_widget(stylize_w)
+    w = TrainStyleWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    painting = viewer.add_image(data.coffee()[:96, :96].copy(), name="painting", rgb=True)
+    viewer.add_shapes([np.array([[10, 10], [10, 80], [80, 80], [80, 10]])], shape_type="rectangle", name="roi")
+    w.reset_choices()
+    w.style_layer.value = painting
+    w.region.value = "roi"
+    w.train_size.value = 32
+    w.budget_kind.value = "steps"
+    w.budget.value = 500
+    w.model_name.value = "coffee-style"
+    w.vgg_file.value = vgg_path
+    w.device.value = "cpu"
+    steps = []
+
+    def on_yield(p):
+        steps.append(p.step)
+        if p.step >= 12:
+            w.runner.stop()
+
+    worker = w.train()
+    assert worker is not None
+    worker.yielded.connect(on_yield)
+    qtbot.waitUntil(lambda: not w.runner.running, timeout=180_000)
+    res = w.last_result
+    assert res is not None and res.cancelled and 12 <= res.steps < 500
+    assert (user_models / "coffee-style.safetensors").is_file()
+    assert "training preview: coffee-style" in [ly.name for ly in viewer.layers]  # live preview layer
+    assert w.plot.points["style"]  # the loss curve has data
+    qtbot.waitUntil(lambda: "coffee-style" in stylize_w.model_combo.choices, timeout=5000)
+    np.testing.assert_array_equal(painting.data, data.coffee()[:96, :96])
+    # the same name again is refused with a notification, nothing overwritten
+    errors = []
+    import napari_fast_style._widgets as wmod
+
+    orig = wmod.show_error
+    wmod.show_error = errors.append
+    try:
+        assert w.train() is None
+    finally:
+        wmod.show_error = orig
+    assert errors and "exists already" in errors[0]

@@ -40,8 +40,10 @@ log = logging.getLogger(__name__)
 class OptimizeConfig:
     """Settings of one optimisation (validated on construction).
 
-    ``iterations``: optimiser iterations at the final resolution; each coarser level gets
-    ``coarse_iterations``. ``size``: longer side of the output in pixels (None: the content's size).
+    ``iterations``: the most optimiser iterations at the final resolution; each coarser level gets at
+    most ``coarse_iterations``. A level ends early once converged: when the loss fell by less than
+    ``tolerance`` (relative) over the last ``patience`` iterations (``tolerance=0`` runs them all).
+    ``size``: longer side of the output in pixels (None: the content's size).
     ``levels``: number of coarse-to-fine levels (each half the size of the next).
     ``style_weight``: the style <-> content control (content weight is 1).
     """
@@ -50,6 +52,8 @@ class OptimizeConfig:
     size: Optional[int] = 512
     levels: int = 2
     coarse_iterations: int = 60
+    tolerance: float = 2e-3  # a level ends when the loss fell by less than this fraction over `patience` its
+    patience: int = 5
     style_weight: float = 100.0
     content_weight: float = 1.0
     tv_weight: float = 1.0
@@ -259,6 +263,7 @@ def optimize_iter(
             opt = torch.optim.LBFGS([x], lr=1.0, max_iter=1, history_size=20, line_search_fn="strong_wolfe")
         else:
             opt = torch.optim.Adam([x], lr=cfg.lr)
+        level_losses: list = []
         for it in range(n_iter):
             if cancel is not None and cancel.cancelled:
                 cancelled = True
@@ -273,6 +278,11 @@ def optimize_iter(
                 preview = best["img"][0].permute(1, 2, 0).float().cpu().numpy()
             yield Progress("optimize", step, total, losses=parts, preview=preview,
                            message=f"{ww}x{hh}, level {li + 1}/{len(sizes)}")
+            level_losses.append(parts.get("total", math.inf))
+            if (cfg.tolerance > 0 and len(level_losses) > cfg.patience
+                    and level_losses[-1 - cfg.patience] - level_losses[-1]
+                    < cfg.tolerance * abs(level_losses[-1 - cfg.patience])):
+                break  # converged at this level
         x = best["img"]
         if cancelled:
             break

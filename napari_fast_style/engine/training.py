@@ -239,22 +239,33 @@ def train_style_iter(
     """Train a style network; yields :class:`Progress` (losses, periodic previews); returns a
     :class:`TrainResult` whose ``path`` is a model :func:`stylize` accepts.
 
-    ``style_image``: a path or an image array (any dtype, grey/RGB/RGBA). ``vgg``: a loaded
+    ``style_image``: a path or an image array (any dtype, grey/RGB/RGBA), or a list of them (optionally
+    ``(image, name)`` pairs) to train one conditional-instance-norm network holding all those styles. ``vgg``: a loaded
     :class:`~src_models.VGGFeatures`, a weights path, or None for ``$NAPARI_FAST_STYLE_VGG``.
     """
     cfg = config or StyleTrainConfig()
     out_path = Path(out_path)
     if out_path.suffix != ".safetensors":
         raise ModelError(f"model files end in .safetensors, got {out_path.name}")
-    if isinstance(style_image, (str, os.PathLike)):
-        p = Path(style_image)
-        if not p.is_file():
-            raise DataError(f"style image not found: {p}")
-        style_arr = load_rgb(p)
-        style_name = name or p.stem
-    else:
-        style_arr = np.asarray(style_image)
-        style_name = name or out_path.stem
+    multi = isinstance(style_image, (list, tuple)) and not (
+        isinstance(style_image, tuple) and len(style_image) == 2 and isinstance(style_image[1], str))
+    items = list(style_image) if multi else [style_image]
+    if not items:
+        raise DataError("give at least one style image")
+    styles: list[tuple[np.ndarray, str]] = []
+    for k, item in enumerate(items):
+        label = None
+        if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], str):
+            item, label = item
+        if isinstance(item, (str, os.PathLike)):
+            p = Path(item)
+            if not p.is_file():
+                raise DataError(f"style image not found: {p}")
+            styles.append((load_rgb(p), label or p.stem))
+        else:
+            styles.append((np.asarray(item), label or (name if not multi else f"style{k + 1}") or out_path.stem))
+    style_arr = styles[0][0]
+    style_name = name or (styles[0][1] if not multi else out_path.stem)
     content_set = resolve_content(content, cfg.content_size)
     device = resolve_device(cfg.loop.device)
     layers = tuple(dict.fromkeys((*cfg.style_layers, cfg.content_layer)))
@@ -264,10 +275,11 @@ def train_style_iter(
             raise ModelError("no VGG16 weights: pass vgg=PATH or set NAPARI_FAST_STYLE_VGG")
         vgg = load_vgg(path, layers)
     vgg = vgg.to(device)
-    style_t = _image_to_tensor(style_arr, cfg.style_size).to(device)
-    targets = style_targets(vgg, style_t, cfg.style_layers)
+    all_targets = [style_targets(vgg, _image_to_tensor(a, cfg.style_size).to(device), cfg.style_layers)
+                   for a, _ in styles]
+    n_styles = len(styles)
     torch.manual_seed(cfg.loop.seed)  # the initial weights are part of the seeded run
-    net = transformer_net(cfg.arch)
+    net = transformer_net(cfg.arch, n_styles=n_styles)
     if init_from is not None:  # fine-tune: start from a saved model of the same architecture
         from .models import load_model
 
@@ -281,11 +293,14 @@ def train_style_iter(
         preview_t = _image_to_tensor(preview_image, 256)
 
     def loss_fn(model, x):
-        y = model(x * 255.0) / 255.0
+        # several styles (Dumoulin et al. 2017): one style per step, drawn from the seeded torch RNG
+        k = int(torch.randint(n_styles, (1,))) if n_styles > 1 else 0
+        sw = torch.nn.functional.one_hot(torch.tensor(k), n_styles).float().to(x.device) if n_styles > 1 else None
+        y = model(x * 255.0, sw) / 255.0
         fy = vgg(y)
         with torch.no_grad():
             fx = vgg(x)
-        s = style_loss(fy, targets)
+        s = style_loss(fy, all_targets[k])
         c = content_loss(fy[cfg.content_layer], fx[cfg.content_layer])
         t = tv_loss(y)
         total = cfg.style_weight * s + cfg.content_weight * c + cfg.tv_weight * t
@@ -294,23 +309,26 @@ def train_style_iter(
     def batch_fn(gen):
         return content_set.batch(cfg.batch_size, cfg.size, gen, cfg.scale_range)
 
+    preview_w = torch.full((n_styles,), 1.0 / n_styles, device=device) if n_styles > 1 else None
+
     def preview_fn(model):
         with torch.no_grad():
-            y = model(preview_t.to(device) * 255.0) / 255.0
+            y = model(preview_t.to(device) * 255.0, preview_w) / 255.0
         return y[0].clamp(0, 1).permute(1, 2, 0).float().cpu().numpy()
 
     recipe = {k: v for k, v in asdict(cfg).items() if k != "loop"}
     recipe.update(loop={k: v for k, v in asdict(cfg.loop).items() if k not in ("device",)},
                   losses="relative Gram (style) + relative feature (content) + TV; Johnson et al. 2016",
                   vgg=vgg.preprocess.convention, content_images=len(content_set))
-    fingerprint = {"arch": cfg.arch, "style_shape": list(style_arr.shape), "size": cfg.size,
+    fingerprint = {"arch": cfg.arch, "style_shapes": [list(a.shape) for a, _ in styles], "size": cfg.size,
                    "style_weight": cfg.style_weight}
     if init_from is not None:
         recipe["init_from"] = Path(init_from).name
 
     def save_fn(model, path, info):
+        names = tuple(n for _, n in styles) if n_styles > 1 else (style_name,)
         return save_model(model, path, kind="style", arch=cfg.arch, display_name=style_name.replace("_", " "),
-                          styles=(style_name,), recipe={**recipe, **info})
+                          styles=names, recipe={**recipe, **info})
 
     return (yield from train_loop(net, loss_fn, batch_fn, cfg.loop, out_path, save_fn, preview_fn, cancel,
                                   resume, fingerprint))
