@@ -21,6 +21,7 @@ from typing import Iterable
 import torch
 import torch.nn as nn
 
+from ._taps import SequentialTaps, select_taps
 from .vgg import Preprocess
 
 #: tap name -> index of its ReLU in torchvision's ``alexnet().features``
@@ -46,7 +47,7 @@ def alexnet_features(upto: int | None = None) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class AlexNetFeatures(nn.Module):
+class AlexNetFeatures(SequentialTaps):
     """Fixed AlexNet returning a dict of the requested taps (``relu1`` .. ``relu5``).
 
     Only the layers up to the deepest tap are built. Parameters never require grad; gradients still
@@ -56,22 +57,9 @@ class AlexNetFeatures(nn.Module):
     def __init__(self, taps: Iterable[str] = ("relu1", "relu2", "relu3", "relu4", "relu5"),
                  convention: str = "torchvision"):
         super().__init__()
-        taps = list(taps)
-        unknown = [t for t in taps if t not in ALEXNET_TAPS]
-        if unknown or not taps:
-            raise ValueError(f"unknown AlexNet taps {unknown}; known: {list(ALEXNET_TAPS)}")
-        self.taps = sorted(set(taps), key=ALEXNET_TAPS.__getitem__)
+        self.taps = select_taps(taps, ALEXNET_TAPS, "AlexNet")
         self._at = {ALEXNET_TAPS[t]: t for t in self.taps}
         self.preprocess = Preprocess(convention)
         self.features = alexnet_features(max(self._at))
         self.requires_grad_(False)
         self.eval()
-
-    def forward(self, rgb01: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = self.preprocess(rgb01)
-        out = {}
-        for i, layer in enumerate(self.features):
-            x = layer(x)
-            if i in self._at:
-                out[self._at[i]] = x
-        return out

@@ -37,6 +37,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ._taps import FrozenBatchNorm, select_taps
 from .vgg import Preprocess
 
 
@@ -114,18 +115,14 @@ GOOGLENET_CHANNELS: dict[str, int] = {
 GOOGLENET_TAPS: dict[str, int] = {t: _ORDER.index(t) for t in GOOGLENET_CHANNELS}
 
 
-class GoogLeNetFeatures(nn.Module):
+class GoogLeNetFeatures(FrozenBatchNorm, nn.Module):
     """Fixed GoogLeNet returning a dict of the requested taps (``conv1`` .. ``inception5b``)."""
 
     def __init__(self, taps: Iterable[str] = ("conv1", "conv3", "inception3a", "inception4a",
                                               "inception4b", "inception5a"),
                  convention: str = "torchvision"):
         super().__init__()
-        taps = list(taps)
-        unknown = [t for t in taps if t not in GOOGLENET_TAPS]
-        if unknown or not taps:
-            raise ValueError(f"unknown GoogLeNet taps {unknown}; known: {list(GOOGLENET_TAPS)}")
-        self.taps = sorted(set(taps), key=GOOGLENET_TAPS.__getitem__)
+        self.taps = select_taps(taps, GOOGLENET_TAPS, "GoogLeNet")
         self.preprocess = Preprocess(convention)
         last = max(GOOGLENET_TAPS[t] for t in self.taps)
         self._order = _ORDER[: last + 1]
@@ -133,14 +130,6 @@ class GoogLeNetFeatures(nn.Module):
             self.add_module(name, make())
         self.requires_grad_(False)
         self.eval()
-
-    def train(self, mode: bool = True) -> "GoogLeNetFeatures":
-        """Set the module flag as usual but keep every BatchNorm on its running statistics."""
-        super().train(mode)
-        for m in self.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.training = False
-        return self
 
     def forward(self, rgb01: torch.Tensor) -> dict[str, torch.Tensor]:
         x = self.preprocess(rgb01)

@@ -29,6 +29,7 @@ from typing import Iterable
 import torch
 import torch.nn as nn
 
+from ._taps import FrozenBatchNorm, select_taps
 from .vgg import Preprocess
 
 
@@ -76,17 +77,13 @@ RESNET50_CHANNELS: dict[str, int] = {"relu": 64, "layer1": 256, "layer2": 512, "
 RESNET50_TAPS: dict[str, int] = {t: i for i, t in enumerate(RESNET50_CHANNELS)}
 
 
-class ResNet50Features(nn.Module):
+class ResNet50Features(FrozenBatchNorm, nn.Module):
     """Fixed ResNet-50 returning a dict of the requested taps (``relu``, ``layer1`` .. ``layer4``)."""
 
     def __init__(self, taps: Iterable[str] = ("relu", "layer1", "layer2", "layer3"),
                  convention: str = "torchvision"):
         super().__init__()
-        taps = list(taps)
-        unknown = [t for t in taps if t not in RESNET50_TAPS]
-        if unknown or not taps:
-            raise ValueError(f"unknown ResNet-50 taps {unknown}; known: {list(RESNET50_TAPS)}")
-        self.taps = sorted(set(taps), key=RESNET50_TAPS.__getitem__)
+        self.taps = select_taps(taps, RESNET50_TAPS, "ResNet-50")
         self.preprocess = Preprocess(convention)
         self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
@@ -99,14 +96,6 @@ class ResNet50Features(nn.Module):
             inplanes = planes * Bottleneck.expansion
         self.requires_grad_(False)
         self.eval()
-
-    def train(self, mode: bool = True) -> "ResNet50Features":
-        """Set the module flag as usual but keep every BatchNorm on its running statistics."""
-        super().train(mode)
-        for m in self.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.training = False
-        return self
 
     def forward(self, rgb01: torch.Tensor) -> dict[str, torch.Tensor]:
         wanted = set(self.taps)

@@ -27,6 +27,8 @@ from typing import Iterable, Optional
 import torch
 import torch.nn as nn
 
+from ._taps import SequentialTaps, select_taps
+
 #: torchvision ``vgg16().features`` configuration
 VGG16_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
 #: torchvision ``vgg19().features`` configuration
@@ -103,7 +105,7 @@ def vgg19_features(upto: Optional[int] = None) -> nn.Sequential:
 _ARCHS = {"vgg16": (VGG16_TAPS, vgg16_features), "vgg19": (VGG19_TAPS, vgg19_features)}
 
 
-class VGGFeatures(nn.Module):
+class VGGFeatures(SequentialTaps):
     """Fixed VGG16 (or VGG19, ``arch="vgg19"``) returning a dict of the requested taps
     (``relu1_2``, ``relu2_2``, ...).
 
@@ -117,23 +119,10 @@ class VGGFeatures(nn.Module):
         if arch not in _ARCHS:
             raise ValueError(f"unknown VGG architecture {arch!r}; choose one of {sorted(_ARCHS)}")
         known, make = _ARCHS[arch]
-        taps = list(taps)
-        unknown = [t for t in taps if t not in known]
-        if unknown or not taps:
-            raise ValueError(f"unknown {arch.upper()} taps {unknown}; known: {list(known)}")
         self.arch = arch
-        self.taps = sorted(set(taps), key=known.__getitem__)
+        self.taps = select_taps(taps, known, arch.upper())
         self._at = {known[t]: t for t in self.taps}
         self.preprocess = Preprocess(convention)
         self.features = make(max(self._at))
         self.requires_grad_(False)
         self.eval()
-
-    def forward(self, rgb01: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = self.preprocess(rgb01)
-        out = {}
-        for i, layer in enumerate(self.features):
-            x = layer(x)
-            if i in self._at:
-                out[self._at[i]] = x
-        return out

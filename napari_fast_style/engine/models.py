@@ -291,7 +291,26 @@ def import_checkpoint(path: PathLike, name: Optional[str] = None, *, display_nam
     return _entry(out, "user")
 
 
-# ----------------------------------------------------------------------------- VGG16 loss network
+# ----------------------------------------------------------------------------- loss networks
+def _read_state(weights, label: str, url: str, download: bool) -> dict:
+    """A state dict from a path, a loaded dict, or ``"torchvision"`` (downloaded only on request)."""
+    if isinstance(weights, str) and weights == "torchvision":
+        if not download:
+            raise ModelError(f"torchvision's {label} weights must be downloaded: pass download=True "
+                             "(or a path to a local copy)")
+        return torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=False)
+    if isinstance(weights, dict):
+        return weights
+    p = Path(weights).expanduser()
+    if not p.is_file():
+        raise ModelError(f"{label} weights not found: {p}")
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001
+        raise ModelError(f"{p.name}: not a loadable {label} state dict ({err.__class__.__name__})") from None
+    if not isinstance(state, dict):
+        raise ModelError(f"{label} weights: expected a state dict")
+    return state
 def load_vgg(weights: Union[str, PathLike, dict], taps=("relu1_2", "relu2_2", "relu3_3", "relu4_3"),
              convention: Optional[str] = None, *, download: bool = False) -> VGGFeatures:
     """Fixed VGG16 feature extractor with real weights.
@@ -302,24 +321,9 @@ def load_vgg(weights: Union[str, PathLike, dict], taps=("relu1_2", "relu2_2", "r
     ``convention`` (``caffe``/``torchvision``) is read from the file when it says, otherwise it is
     ``torchvision`` for torchvision files and must be given for anything else.
     """
+    state = _read_state(weights, "VGG16", TORCHVISION_VGG16_URL, download)
     if isinstance(weights, str) and weights == "torchvision":
-        if not download:
-            raise ModelError("torchvision's VGG16 weights must be downloaded: pass download=True "
-                             "(or a path to a local copy)")
-        state = torch.hub.load_state_dict_from_url(TORCHVISION_VGG16_URL, map_location="cpu", progress=False)
         convention = convention or "torchvision"
-    elif isinstance(weights, dict):
-        state = weights
-    else:
-        p = Path(weights).expanduser()
-        if not p.is_file():
-            raise ModelError(f"VGG weights not found: {p}")
-        try:
-            state = torch.load(p, map_location="cpu", weights_only=True)
-        except Exception as err:  # noqa: BLE001
-            raise ModelError(f"{p.name}: not a loadable VGG16 state dict ({err.__class__.__name__})") from None
-    if not isinstance(state, dict):
-        raise ModelError("VGG weights: expected a state dict")
     if "state_dict" in state and isinstance(state["state_dict"], dict):
         info = state.get("input") or {}
         if convention is None and isinstance(info, dict):
@@ -361,22 +365,7 @@ def load_loss_network(name: str = "vgg16", weights: Union[str, PathLike, dict, N
         return load_vgg(weights, taps, convention, download=download)
     if weights is None:
         raise ModelError(f"{name}: pass a weights file (torchvision layout) or 'torchvision' with download=True")
-    if isinstance(weights, str) and weights == "torchvision":
-        if not download:
-            raise ModelError(f"torchvision's {name} weights must be downloaded: pass download=True")
-        state = torch.hub.load_state_dict_from_url(spec.torchvision_url, map_location="cpu", progress=False)
-    elif isinstance(weights, dict):
-        state = weights
-    else:
-        p = Path(weights).expanduser()
-        if not p.is_file():
-            raise ModelError(f"{name} weights not found: {p}")
-        try:
-            state = torch.load(p, map_location="cpu", weights_only=True)
-        except Exception as err:  # noqa: BLE001
-            raise ModelError(f"{p.name}: not a loadable state dict ({err.__class__.__name__})") from None
-    if not isinstance(state, dict):
-        raise ModelError(f"{name} weights: expected a state dict")
+    state = _read_state(weights, name, spec.torchvision_url, download)
     net = spec.builder(taps, convention or "torchvision")
     state = strip_prefixes(state, spec.ignore_prefixes)
     own = set(net.state_dict())
