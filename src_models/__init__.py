@@ -11,6 +11,7 @@ from .vgg import VGG19_CFG, VGG19_TAPS, vgg19_features
 from .alexnet import ALEXNET_TAPS, AlexNetFeatures
 from .googlenet import GOOGLENET_TAPS, GoogLeNetFeatures
 from .resnet import RESNET50_TAPS, ResNet50Features
+from .sr_net import SR_CONFIGS, SRNet, sr_net
 from .loss_networks import (LOSS_NETWORKS, LossNetworkSpec, build_loss_network, get_loss_network_spec,
                             strip_prefixes)
 
@@ -39,4 +40,7 @@ __all__ = [
     "build_loss_network",
     "get_loss_network_spec",
     "strip_prefixes",
+    "SR_CONFIGS",
+    "SRNet",
+    "sr_net",
 ]

@@ -12,6 +12,8 @@ image intensities.
 * Output dtype: uint8 in -> uint8 out; anything else -> float32 in [0, 1] (an RGB float layer in
   napari), unless ``out_dtype`` asks for the input dtype, which maps [0, 1] back onto ``limits``.
 * Reading never modifies the caller's array; dask and other array-likes are read plane by plane.
+* Super-resolution keeps grey planes grey (:func:`from_unit_keep_channels`) and maps each plane through
+  its data range (:func:`data_limits`), so measurements keep their intensity scale.
 """
 from __future__ import annotations
 
@@ -92,6 +94,17 @@ def default_limits(data, dtype: np.dtype) -> tuple[float, float]:
     if dtype.kind == "f" and lo >= 0.0 and hi <= 1.0:
         return 0.0, 1.0
     return lo, hi
+
+
+def data_limits(plane, layout: ImageLayout) -> tuple[float, float]:
+    """The data range of one plane's colour channels (uint8 and bool: their full range): limits that
+    keep the intensity scale of measurements (:func:`from_unit` maps back onto the same range)."""
+    if layout.dtype == bool:
+        return 0.0, 1.0
+    if layout.dtype == np.uint8:
+        return 0.0, 255.0
+    lo, hi = _data_range(plane[..., :3] if layout.rgb else plane)
+    return lo, (hi if hi > lo else lo + 1.0)
 
 
 def describe(data, rgb: Optional[bool] = None, limits: Optional[Sequence[float]] = None) -> ImageLayout:
@@ -189,6 +202,16 @@ def from_unit(rgb01: np.ndarray, layout: ImageLayout, out_dtype: np.dtype,
             a = np.clip((alpha_raw.astype(np.float32) - lo) / (hi - lo), 0, 1)
             out[..., 3] = _encode(a, layout, out_dtype)
     return out
+
+
+def from_unit_keep_channels(rgb01: np.ndarray, layout: ImageLayout, out_dtype: np.dtype,
+                            alpha_raw: Optional[np.ndarray] = None) -> np.ndarray:
+    """Like :func:`from_unit`, but a grey layout stays grey: ``(h, w)``, the mean of the three channels
+    (operations that must not turn grey data into RGB, e.g. super-resolution)."""
+    if layout.rgb:
+        return from_unit(rgb01, layout, out_dtype, alpha_raw)
+    f = np.clip(np.asarray(rgb01, dtype=np.float32).mean(axis=-1), 0.0, 1.0)
+    return _encode(f, layout, out_dtype)
 
 
 def _encode(f: np.ndarray, layout: ImageLayout, out_dtype: np.dtype) -> np.ndarray:

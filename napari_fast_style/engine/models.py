@@ -164,6 +164,18 @@ def build_network(meta: dict) -> torch.nn.Module:
             if k in args:
                 args[k] = tuple(args[k])
         return TransformerNet(**args)
+    if meta["kind"] == "sr":
+        if meta["arch"] != "srnet":
+            raise ModelError(f"unknown super-resolution architecture {meta['arch']!r}")
+        from src_models.sr_net import SRNet
+
+        args = dict(meta["arch_args"])
+        if args.get("up_channels") is not None:
+            args["up_channels"] = tuple(args["up_channels"])
+        try:
+            return SRNet(**args)
+        except (TypeError, ValueError) as err:
+            raise ModelError(f"bad super-resolution network arguments: {err}") from None
     raise ModelError(f"no network for model kind {meta['kind']!r}")
 
 
