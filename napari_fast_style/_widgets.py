@@ -589,3 +589,111 @@ class TrainStyleWidget(Container):
                                     preview_image=preview_src, cancel=token)
 
         return self.runner.start(gen, label=f"Train {name}", on_return=done, on_yield=on_yield)
+
+
+SR_VARIANT_CHOICES = [("fidelity (keeps intensities)", "fidelity"), ("perceptual (sharper, invents texture)", "perceptual")]
+
+
+def _run_input(viewer, layer, current_plane: bool):
+    """The data a run needs (the one plane on screen copied, or the layer's array), that plane's index
+    (None for the whole layer), and the layer's world geometry for those axes."""
+    data = layer.data[0] if layer.multiscale else layer.data
+    leading = data.ndim - (3 if layer.rgb else 2)
+    if leading > 0 and current_plane:
+        idx = tuple(int(i) for i in viewer.dims.current_step[:leading])
+        return np.array(data[idx]), idx, _layer_geometry(layer, True)
+    return data, None, _layer_geometry(layer, False)
+
+
+class SuperResolveWidget(Container):
+    """Super-resolve the selected image layer x4 or x8; the new layer overlays the input in world coordinates.
+
+    ``fidelity`` keeps the data's intensity scale and dtype (for measurements); ``perceptual`` looks
+    sharper but invents texture that is not in the data (for viewing only).
+    """
+
+    def __init__(self, napari_viewer):
+        super().__init__(labels=True)
+        self.viewer = napari_viewer
+        self.layer_combo = create_widget(label="image", annotation="napari.layers.Image")
+        self.factor = ComboBox(label="factor", choices=[("x4", 4), ("x8", 8)], value=4)
+        self.model_combo = ComboBox(label="model", choices=self._model_choices)
+        self.model_combo.tooltip = ("fidelity: intensities and dtype kept, for measurements; perceptual: sharper, "
+                                    "but invents texture (viewing only); or one of your SR models")
+        self.scope = RadioButtons(label="planes", choices=[WHOLE, CURRENT], value=WHOLE)
+        self.device = ComboBox(label="device", choices=available_devices(), value="auto")
+        self.apply_btn = PushButton(text="Apply")
+        self.stop_btn = PushButton(text="Stop")
+        self.status = Label(value="")
+        self.extend([self.layer_combo, self.factor, self.model_combo, self.scope, self.device, self.apply_btn,
+                     self.stop_btn, self.status])
+        self.runner = Runner(self.apply_btn, self.stop_btn, self.status)
+        self.apply_btn.changed.connect(self.apply)
+        self.layer_combo.changed.connect(self._update_visibility)
+        self.model_combo.changed.connect(self._update_visibility)
+        self._nets: dict = {}  # small cache of loaded networks, owned by this widget
+        self._update_visibility()
+
+    _net = StylizeWidget._net  # the same one-network cache
+
+    def _model_choices(self, *_):
+        from .engine import list_models
+
+        return SR_VARIANT_CHOICES + [(f"{e.display_name} [{e.name}]", e.name) for e in list_models("sr")]
+
+    def _update_visibility(self, *_):
+        layer = self.layer_combo.value
+        self.scope.visible = bool(layer is not None and layer.ndim > 2)
+        name = self.model_combo.value
+        if name and name not in {v for _, v in SR_VARIANT_CHOICES}:  # a model has its own factor
+            try:
+                from .engine import find_model
+
+                self.factor.value = int(find_model(name, kind="sr").metadata.get("scale", self.factor.value))
+            except Exception:  # noqa: BLE001 - a vanished file is reported on Apply
+                pass
+
+    def apply(self, *_):
+        from .engine import SRConfig, resolve_device, resolve_sr_model, super_resolve_iter
+
+        layer = self.layer_combo.value
+        if layer is None:
+            show_error("napari-fast-style: select an image layer first")
+            return None
+        f = int(self.factor.value)
+        try:
+            entry = resolve_sr_model(self.model_combo.value or "fidelity", f)
+            cfg = SRConfig(device=self.device.value)
+            net = self._net(entry, resolve_device(cfg.device))
+        except Exception as e:  # noqa: BLE001 - every user error becomes a notification
+            show_error(f"napari-fast-style: {e}")
+            return None
+        data, plane_idx, geometry = _run_input(self.viewer, layer, self.scope.value == CURRENT)
+        rgb = bool(layer.rgb)
+        limits = tuple(float(v) for v in layer.contrast_limits)
+        in_dtype, colormap = np.dtype(data.dtype), layer.colormap
+
+        def gen(token):
+            return super_resolve_iter(data, entry, cfg, scale=f, rgb=rgb, contrast_limits=limits, net=net,
+                                      cancel=token)
+
+        def done(result):
+            if result.planes_done == 0:
+                show_info("napari-fast-style: stopped before any plane was finished; nothing added")
+                return
+            meta = dict(result.metadata)
+            info = {**meta["napari_fast_style"], "source_layer": layer.name,
+                    "source_plane": list(plane_idx) if plane_idx is not None else None}
+            meta["napari_fast_style"] = info
+            spatial = result.data.shape[:-1] if rgb else result.data.shape
+            geom = resampled_geometry(geometry["scale"], geometry["translate"], np.shape(data)[:len(spatial)], spatial)
+            extra = {} if rgb else {"colormap": colormap}
+            if not rgb and result.data.dtype == in_dtype:  # same value scale (fidelity): same display
+                extra["contrast_limits"] = limits
+            name = (f"{layer.name} [x{f} {info['variant']}]" + (f" plane {plane_idx}" if plane_idx is not None else "")
+                    + (" (partial)" if result.cancelled else ""))
+            self.viewer.add_image(result.data, name=name, rgb=rgb, metadata=meta, **geom, **extra)
+            self.status.value = (f"stopped after {result.planes_done}/{result.planes_total} planes" if result.cancelled
+                                 else f"done in {result.seconds:.1f} s")
+
+        return self.runner.start(gen, label=f"Super-resolve {layer.name}", on_return=done)

@@ -1,4 +1,4 @@
-"""``napari-fast-style`` command line: stylize, train, and manage models (engine only, no Qt).
+"""``napari-fast-style`` command line: stylize, super-resolve, train, and manage models (engine only, no Qt).
 
 Bad arguments, unreadable files and unknown models print one line on stderr and exit with code 2.
 Outputs are written atomically (temporary file + rename): a failed or interrupted run never leaves a
@@ -121,11 +121,11 @@ def cmd_stylize(a) -> int:
             raise CLIError("--style-weights takes NAME:WEIGHT,NAME:WEIGHT") from None
     cfg = StylizeConfig(strength=a.strength, preserve_color=a.preserve_color, tile=a.tile, device=a.device,
                         precision=a.precision, share_stats=a.share_stats)
+    # read every input first: a bad one fails the run before anything is loaded or written
+    images = [(name, sample_image(name) if path is None else read_image(path)) for name, path in inputs]
     model = a.model or _default_model()
     entry = find_model(model, kind="style")
     net, _ = load_model(entry, device=resolve_device(a.device))
-    # read every input first: a bad one fails the run before anything is written
-    images = [(name, sample_image(name) if path is None else read_image(path)) for name, path in inputs]
     report = []
     for name, img in images:
         t = time.perf_counter()
@@ -199,16 +199,81 @@ def cmd_train(a) -> int:
     cfg = StyleTrainConfig(arch=a.arch, size=a.size, batch_size=a.batch_size, loop=loop,
                            **({"style_weight": a.style_weight} if a.style_weight else {}))
 
+    res = run_sync(train_style_iter(style, out, content=a.content, config=cfg, vgg=a.vgg, resume=a.resume),
+                   _train_progress(a))
+    return _train_report(a, res)
+
+
+def _train_progress(a):
+    """A progress callback printing losses to stderr every 10 steps (silent with --json)."""
+
     def show(p):
         if not a.json and (p.step % 10 == 0 or p.step == 1):
             print(f"step {p.step}/{p.total}  " + "  ".join(f"{k} {v:.4f}" for k, v in p.losses.items()),
                   file=sys.stderr)
 
-    res = run_sync(train_style_iter(style, out, content=a.content, config=cfg, vgg=a.vgg, resume=a.resume), show)
+    return show
+
+
+def _train_report(a, res) -> int:
     rec = {"output": str(res.path), "steps": res.steps, "seconds": round(res.seconds, 1),
            "final_losses": res.history[-1] if res.history else {}}
     print(json.dumps(rec, indent=1) if a.json else f"saved {res.path} ({res.steps} steps, {res.seconds:.0f} s)")
     return 0
+
+
+def _is_tiff(path: Path) -> bool:
+    return path.suffix.lower() in (".tif", ".tiff")
+
+
+def cmd_superres(a) -> int:
+    from .engine import SRConfig, describe, run_sync, super_resolve_iter
+    from .engine.superres import model_variant, resolve_sr_model
+
+    img = read_image(Path(a.input))
+    entry = resolve_sr_model(a.model, a.scale)
+    variant = model_variant(entry)
+    out = Path(a.output)
+    if describe(img).leading and not _is_tiff(out):
+        out = out.with_suffix(".tif")  # a stack stays a stack
+    if variant == "fidelity" and img.dtype != np.uint8 and not _is_tiff(out):
+        raise CLIError(f"{out.name}: the fidelity result keeps the input's {img.dtype} values; write a .tif")
+    cfg = SRConfig(tile=a.tile, device=a.device, precision=a.precision)
+    t = time.perf_counter()
+    res = run_sync(super_resolve_iter(img, entry, cfg, scale=a.scale))
+    write_image(out, res.data)
+    rec = {"input": a.input, "output": str(out), "model": entry.name, "variant": variant, "scale": a.scale,
+           "shape": list(res.data.shape), "dtype": str(res.data.dtype), "seconds": round(time.perf_counter() - t, 3),
+           "device": res.metadata["napari_fast_style"]["device"]}
+    print(json.dumps(rec, indent=1) if a.json else f"{a.input} -> {out}  (x{a.scale} {variant}, {entry.name}, "
+          f"{res.data.shape[1]}x{res.data.shape[0]}, {rec['seconds']:.2f} s on {rec['device']})")
+    return 0
+
+
+def cmd_train_sr(a) -> int:
+    from .engine import run_sync
+    from .engine.models import default_vgg_path
+    from .engine.superres import SRTrainConfig, train_sr_iter
+    from .engine.training import LoopConfig
+
+    out = Path(a.output)
+    if out.suffix != ".safetensors":
+        raise CLIError(f"{out.name}: model files end in .safetensors")
+    if a.content is not None:
+        from .engine.data import image_files
+
+        image_files(Path(a.content))  # raises DataError for a missing or empty folder
+    vgg = None
+    if a.loss == "perceptual":
+        vgg = a.vgg or default_vgg_path()
+        if vgg is None or not Path(vgg).is_file():
+            raise CLIError(f"{vgg or '--vgg'}: perceptual training needs VGG16 weights (--vgg PATH or "
+                           "$NAPARI_FAST_STYLE_VGG)")
+    loop = LoopConfig(steps=a.steps if (a.steps or a.minutes) else 1000, minutes=a.minutes, seed=a.seed,
+                      device=a.device, lr=a.lr)
+    cfg = SRTrainConfig(scale=a.scale, loss=a.loss, net=a.net, size=a.size, batch_size=a.batch_size, loop=loop)
+    res = run_sync(train_sr_iter(out, content=a.content, config=cfg, vgg=vgg, resume=a.resume), _train_progress(a))
+    return _train_report(a, res)
 
 
 def _style_arg(spec: str) -> tuple[Path, float]:
@@ -324,6 +389,37 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true")
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_train)
+
+    r = sub.add_parser("superres", help="super-resolve an image or stack x4 or x8")
+    r.add_argument("input", help="image file (PNG, JPEG, TIFF stacks, ...)")
+    r.add_argument("-o", "--output", required=True, help="output file (.tif keeps uint16/float values)")
+    r.add_argument("--scale", type=int, default=4, choices=(4, 8))
+    r.add_argument("-m", "--model", default="fidelity",
+                   help="fidelity (keeps intensities), perceptual (sharper, invents texture), a model name or path")
+    r.add_argument("--tile", type=int, help="tile size in input pixels (default: automatic by memory)")
+    r.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    r.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
+    r.add_argument("--json", action="store_true", help="print a JSON report")
+    r.set_defaults(func=cmd_superres)
+
+    ts = sub.add_parser("train-sr", help="train a super-resolution model")
+    ts.add_argument("-o", "--output", required=True, help="output .safetensors")
+    ts.add_argument("--scale", type=int, default=4, choices=(4, 8))
+    ts.add_argument("--loss", default="fidelity", choices=("fidelity", "perceptual"))
+    ts.add_argument("--content", help="folder of photos (default: scikit-image samples)")
+    ts.add_argument("--net", default="standard", choices=("standard", "light"))
+    ts.add_argument("--size", type=int, default=96, help="HR training crop (a multiple of the scale)")
+    ts.add_argument("--batch-size", type=int, default=8)
+    budget = ts.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=int)
+    budget.add_argument("--minutes", type=float)
+    ts.add_argument("--lr", type=float, default=5e-4)
+    ts.add_argument("--seed", type=int, default=0)
+    ts.add_argument("--vgg", help="VGG16 weights for --loss perceptual (default: $NAPARI_FAST_STYLE_VGG)")
+    ts.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    ts.add_argument("--resume", action="store_true")
+    ts.add_argument("--json", action="store_true")
+    ts.set_defaults(func=cmd_train_sr)
     return p
 
 

@@ -1,0 +1,88 @@
+"""Retrain a bundled super-resolution model: ``python -m src_models.recipes.train_sr RECIPE.json``.
+
+A recipe holds :class:`~napari_fast_style.engine.superres.SRTrainConfig` settings (``config``), the
+loop settings (``loop``: budget, learning rate, seed), a display ``name`` and the ``output`` file name.
+Data root: ``--data`` (default ``../shared/data`` beside the repository); training uses the
+photographs in ``DATA/train`` except the held-out split (``napari_fast_style.engine.data.is_holdout``),
+which is only used afterwards: centre crops of up to ``eval_images`` held-out photos give the model's
+and plain bicubic's L1 and PSNR, written with the loss history to ``OUTPUT.history.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def heldout_crops(folder: Path, short_side: int, side: int, limit: int):
+    """``[N, 3, side, side]`` centre crops of the held-out photos (resized to ``short_side``)."""
+    import numpy as np
+    import torch
+
+    from napari_fast_style.engine.data import image_files, load_rgb, split_files
+
+    crops = []
+    for p in split_files(image_files(folder))[1][:limit]:
+        a = load_rgb(p, short_side)
+        h, w = a.shape[:2]
+        y, x = (h - side) // 2, (w - side) // 2
+        crops.append(np.ascontiguousarray(a[y:y + side, x:x + side]))
+    if not crops:
+        return None
+    return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 255.0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("recipe", type=Path)
+    p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    p.add_argument("--vgg", type=Path, default=ROOT.parent / "shared" / "weights" / "vgg16_caffe_features.pth")
+    p.add_argument("--out", type=Path, help="output .safetensors (default: the recipe's, in src_models/weights)")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--threads", type=int)
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    import torch
+
+    from napari_fast_style.engine import evaluate_sr, load_model
+    from napari_fast_style.engine.data import ContentSet
+    from napari_fast_style.engine.superres import SRTrainConfig, train_sr_iter
+    from napari_fast_style.engine.training import LoopConfig
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    r = json.loads(a.recipe.read_text())
+    out = a.out or (ROOT / "src_models" / "weights" / r["output"])
+    cfg = SRTrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in r.get("config", {}).items()},
+                        loop=LoopConfig(**r.get("loop", {})))
+    t = time.perf_counter()
+    content = ContentSet.from_folder(a.data / "train", cfg.content_size, exclude_holdout=0.1,
+                                     limit=r.get("content_limit"))
+    logging.info("%d training photos loaded in %.1f s", len(content), time.perf_counter() - t)
+    gen = train_sr_iter(out, content=content, config=cfg, vgg=a.vgg if cfg.loss == "perceptual" else None,
+                        name=r.get("name"), resume=a.resume)
+    while True:
+        try:
+            pr = next(gen)
+        except StopIteration as s:
+            res = s.value
+            break
+        if pr.step % 25 == 0:
+            logging.info("step %d  %s", pr.step, " ".join(f"{k} {v:.4f}" for k, v in pr.losses.items()))
+    logging.info("saved %s after %d steps, %.0f s", res.path, res.steps, res.seconds)
+    heldout = {}
+    crops = heldout_crops(a.data / "train", cfg.content_size, 24 * cfg.scale, int(r.get("eval_images", 16)))
+    if crops is not None:
+        heldout = {"images": int(crops.shape[0]), **evaluate_sr(load_model(res.path)[0], crops)}
+        logging.info("held-out: %s", " ".join(f"{k} {v:.4f}" for k, v in heldout.items()))
+    out.with_suffix(".history.json").write_text(json.dumps({"history": res.history, "heldout": heldout}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
