@@ -312,7 +312,7 @@ class StylizeWidget(Container):
         return self.runner.start(gen, label=f"Stylize {layer.name}", on_return=done)
 
     def _apply_optimise(self, layer):
-        from .engine import OptimizeConfig, load_vgg, optimize_iter
+        from .engine import OptimizeConfig, optimize_iter
 
         names = list(self.style_layers.value or [])
         if not names:
@@ -416,7 +416,7 @@ class LossPlot:
             self.redraw()
 
     def redraw(self):
-        from qtpy.QtCore import QPointF, Qt
+        from qtpy.QtCore import QPointF
         from qtpy.QtGui import QColor, QPainter, QPen, QPixmap
 
         w, h = max(200, self.label.width()), 120
@@ -591,7 +591,8 @@ class TrainStyleWidget(Container):
         return self.runner.start(gen, label=f"Train {name}", on_return=done, on_yield=on_yield)
 
 
-SR_VARIANT_CHOICES = [("fidelity (keeps intensities)", "fidelity"), ("perceptual (sharper, invents texture)", "perceptual")]
+SR_VARIANT_CHOICES = [("fidelity (keeps intensities)", "fidelity"),
+                      ("perceptual (sharper, invents texture)", "perceptual")]
 
 
 def _run_input(viewer, layer, current_plane: bool):

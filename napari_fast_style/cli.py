@@ -9,9 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Optional
@@ -55,30 +53,27 @@ def read_image(path: Path) -> np.ndarray:
 
 def write_image(path: Path, data: np.ndarray) -> None:
     """Write atomically. PNG/JPEG need 2D or RGB(A) uint8 (or uint16 grey PNG); TIFF takes anything."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from .engine.progress import atomic_write
+
     suffix = path.suffix.lower()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix or ".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    if suffix not in (".tif", ".tiff") and data.ndim > 3:
+        raise CLIError(f"{path.name}: a stack needs a .tif output")
+
+    def write(tmp: str) -> None:
         if suffix in (".tif", ".tiff"):
             import tifffile
 
             tifffile.imwrite(tmp, data, photometric="rgb" if data.ndim >= 3 and data.shape[-1] in (3, 4) else None)
-        else:
-            from PIL import Image
+            return
+        from PIL import Image
 
-            if data.ndim > 3:
-                raise CLIError(f"{path.name}: a stack needs a .tif output")
-            if data.dtype != np.uint8:
-                data = (np.clip(data, 0, 1) * 255 + 0.5).astype(np.uint8)
-            if suffix in (".jpg", ".jpeg") and data.ndim == 3 and data.shape[-1] == 4:
-                data = data[..., :3]
-            Image.fromarray(data).save(tmp, format=None if suffix else "PNG",
-                                       **({"quality": 95} if suffix in (".jpg", ".jpeg") else {}))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        arr = data if data.dtype == np.uint8 else (np.clip(data, 0, 1) * 255 + 0.5).astype(np.uint8)
+        if suffix in (".jpg", ".jpeg") and arr.ndim == 3 and arr.shape[-1] == 4:
+            arr = arr[..., :3]
+        Image.fromarray(arr).save(tmp, format=None if suffix else "PNG",
+                                  **({"quality": 95} if suffix in (".jpg", ".jpeg") else {}))
+
+    atomic_write(path, write, suffix=suffix or ".tmp")
 
 
 def sample_image(name: str) -> np.ndarray:
@@ -321,6 +316,19 @@ def cmd_optimize(a) -> int:
     return 0
 
 
+def _training_options(p: argparse.ArgumentParser, *, lr: float, vgg_help: str) -> None:
+    """Options every training command shares: budget, optimiser, VGG, device, resume, report."""
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=int)
+    budget.add_argument("--minutes", type=float)
+    p.add_argument("--lr", type=float, default=lr)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--vgg", help=vgg_help)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--json", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="napari-fast-style", description="Neural style transfer for napari, from the command line.")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -378,16 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--arch", default="fast", choices=("fast", "classic"))
     t.add_argument("--size", type=int, default=256)
     t.add_argument("--batch-size", type=int, default=4)
-    budget = t.add_mutually_exclusive_group()
-    budget.add_argument("--steps", type=int)
-    budget.add_argument("--minutes", type=float)
     t.add_argument("--style-weight", type=float)
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--vgg", help="VGG16 weights (default: $NAPARI_FAST_STYLE_VGG)")
-    t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
-    t.add_argument("--resume", action="store_true")
-    t.add_argument("--json", action="store_true")
+    _training_options(t, lr=1e-3, vgg_help="VGG16 weights (default: $NAPARI_FAST_STYLE_VGG)")
     t.set_defaults(func=cmd_train)
 
     r = sub.add_parser("superres", help="super-resolve an image or stack x4 or x8")
@@ -410,15 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     ts.add_argument("--net", default="standard", choices=("standard", "light"))
     ts.add_argument("--size", type=int, default=96, help="HR training crop (a multiple of the scale)")
     ts.add_argument("--batch-size", type=int, default=8)
-    budget = ts.add_mutually_exclusive_group()
-    budget.add_argument("--steps", type=int)
-    budget.add_argument("--minutes", type=float)
-    ts.add_argument("--lr", type=float, default=5e-4)
-    ts.add_argument("--seed", type=int, default=0)
-    ts.add_argument("--vgg", help="VGG16 weights for --loss perceptual (default: $NAPARI_FAST_STYLE_VGG)")
-    ts.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
-    ts.add_argument("--resume", action="store_true")
-    ts.add_argument("--json", action="store_true")
+    _training_options(ts, lr=5e-4, vgg_help="VGG16 weights for --loss perceptual (default: $NAPARI_FAST_STYLE_VGG)")
     ts.set_defaults(func=cmd_train_sr)
     return p
 

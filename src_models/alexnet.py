@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from typing import Iterable
 
-import torch
 import torch.nn as nn
 
 from ._taps import SequentialTaps, select_taps

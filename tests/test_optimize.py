@@ -105,7 +105,6 @@ def test_bad_inputs(vgg, images, monkeypatch):
 
 
 def test_cli_optimize(tmp_path, vgg_path, images):
-    import json
 
     from PIL import Image
 

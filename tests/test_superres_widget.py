@@ -6,6 +6,7 @@ import pytest
 from napari_fast_style._widgets import CURRENT, SuperResolveWidget
 
 from .test_superres import make_sr_net, one_thread, save_sr  # noqa: F401 - one_thread: autouse fixture
+from .test_widget import run_and_wait
 
 
 @pytest.fixture
@@ -18,13 +19,6 @@ def widget(make_napari_viewer, user_models):
     w.model_combo.value = "sr-rand4"
     w.device.value = "cpu"
     return viewer, w
-
-
-def run_and_wait(qtbot, w):
-    worker = w.apply()
-    assert worker is not None
-    qtbot.waitUntil(lambda: not w.runner.running, timeout=60_000)
-    return worker
 
 
 def test_superres_overlays_the_input_in_world_coordinates(qtbot, widget):
@@ -72,15 +66,7 @@ def test_stop_keeps_finished_planes(qtbot, widget):
     stack = (np.random.default_rng(2).random((40, 64, 64)) * 255).astype(np.uint8)
     layer = viewer.add_image(stack, name="tl", scale=(3, 2, 2))
     w.layer_combo.value = layer
-    stopped = []
-
-    def stop_once(p):
-        if p.step >= 2 and not stopped:
-            stopped.append(p.step)
-            w.runner.stop()
-
-    worker = w.apply()
-    worker.yielded.connect(stop_once)
+    w.apply().yielded.connect(lambda p: w.runner.stop() if p.step == 2 else None)  # Stop after 2 planes
     qtbot.waitUntil(lambda: not w.runner.running, timeout=60_000)
     out = viewer.layers[-1]
     assert out.name == "tl [x4 fidelity] (partial)"
@@ -92,35 +78,21 @@ def test_stop_keeps_finished_planes(qtbot, widget):
     assert not w.runner.running and w.apply_btn.enabled
 
 
-def test_missing_bundled_model_is_a_notification(qtbot, widget, monkeypatch, tmp_path):
+def test_errors_become_notifications_and_nothing_is_added(qtbot, widget, monkeypatch, tmp_path):
     viewer, w = widget
     errors = []
     monkeypatch.setattr("napari_fast_style._widgets.show_error", lambda msg: errors.append(msg))
+    assert w.apply() is None  # no layer yet
+    assert "select an image layer" in errors.pop()
+    tiny = viewer.add_image(np.zeros((2, 2), np.uint8), name="tiny")
+    w.layer_combo.value = tiny
+    run_and_wait(qtbot, w)  # the engine refuses it in the worker
+    assert "at least 4x4" in errors.pop()
+    assert not w.runner.running and w.apply_btn.enabled
+    # the variant names need a bundled model of that factor (none in this empty folder)
     monkeypatch.setattr("napari_fast_style.engine.models.bundled_model_dir", lambda: tmp_path / "none")
-    viewer.add_image(np.zeros((16, 16), np.uint8), name="img")
-    w.reset_choices()
     w.model_combo.value = "perceptual"
     w.factor.value = 8
     assert w.apply() is None
-    assert errors and "no bundled x8 perceptual" in errors[0]
-    assert [ly.name for ly in viewer.layers] == ["img"]
-
-
-def test_engine_error_becomes_notification_and_nothing_added(qtbot, widget, monkeypatch):
-    viewer, w = widget
-    errors = []
-    monkeypatch.setattr("napari_fast_style._widgets.show_error", lambda msg: errors.append(msg))
-    tiny = viewer.add_image(np.zeros((2, 2), np.uint8), name="tiny")
-    w.layer_combo.value = tiny
-    run_and_wait(qtbot, w)
-    assert errors and "at least 4x4" in errors[0]
-    assert [ly.name for ly in viewer.layers] == ["tiny"]
-    assert not w.runner.running and w.apply_btn.enabled
-
-
-def test_no_layer_is_an_error(widget, monkeypatch):
-    viewer, w = widget
-    errors = []
-    monkeypatch.setattr("napari_fast_style._widgets.show_error", lambda msg: errors.append(msg))
-    assert w.apply() is None
-    assert errors and "select an image layer" in errors[0]
+    assert "no bundled x8 perceptual" in errors.pop()
+    assert not errors and [ly.name for ly in viewer.layers] == ["tiny"]

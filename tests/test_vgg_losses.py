@@ -1,5 +1,4 @@
 """VGG16 loss network (real weights) and the perceptual losses (closed form + float64 gradcheck)."""
-import numpy as np
 import pytest
 import torch
 

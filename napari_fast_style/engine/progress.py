@@ -5,7 +5,10 @@ drain it with :func:`run_sync` (CLI, scripts, tests) or hand it to a napari thre
 """
 from __future__ import annotations
 
+import os
+import tempfile
 import threading
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generator, Optional, TypeVar
 
@@ -61,3 +64,22 @@ def run_sync(gen: Generator[Progress, Any, T], callback: Optional[Callable[[Prog
             return stop.value
         if callback is not None:
             callback(p)
+
+
+def atomic_write(path, write: Callable[[str], None], suffix: str = ".tmp") -> None:
+    """Write ``path`` through ``write(tmp_path)`` into a temporary file beside it, then rename it into
+    place: readers never see a half-written file, and a failure leaves nothing behind. The file gets
+    the permissions a plain ``open()`` would give it (mkstemp's are owner-only)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

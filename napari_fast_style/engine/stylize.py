@@ -14,7 +14,7 @@ from typing import Generator, Mapping, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .convert import ImageError, ImageLayout, PlaneReader, describe, from_unit, read_plane
+from .convert import ImageError, PlaneReader, describe, from_unit, read_plane
 from .device import resolve_device, resolve_precision
 from .models import ModelEntry, load_model
 from .progress import CancelToken, Progress, run_sync

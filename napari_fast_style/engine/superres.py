@@ -2,10 +2,10 @@
 
 Two variants of the same network (:class:`~src_models.SRNet`), told apart by their training loss:
 
-* ``fidelity``: a pixel loss (mean squared error by default). For scientific data: intensities are mapped through the
-  *data range* of each plane (its min/max; the full range for uint8 and bool), not the contrast
-  limits, and mapped back onto the same range in the input dtype: uint16 in -> uint16 out on the same
-  value scale, floats stay in their units. The result is clamped to the plane's data range (no
+* ``fidelity``: a pixel loss (mean squared error by default). For scientific data: intensities are
+  mapped through the *data range* of each plane (its min/max; the full range for uint8 and bool), not
+  the contrast limits, and mapped back onto the same range in the input dtype: uint16 in -> uint16
+  out on the same value scale, floats stay in their units. The result is clamped to the plane's data range (no
   interpolation overshoot below the minimum or above the maximum). Inference runs in float32 unless
   another precision is asked for.
 * ``perceptual``: VGG16 relu2_2 feature reconstruction plus small pixel and total-variation terms.
@@ -42,9 +42,10 @@ from src_models.sr_net import SCALES, SR_CONFIGS, sr_net
 from .convert import ImageError, PlaneReader, data_limits, describe, from_unit_keep_channels, read_plane
 from .device import autocast, resolve_device, resolve_precision
 from .losses import content_loss, tv_loss
-from .models import ModelEntry, ModelError, default_vgg_path, find_model, list_models, load_model, load_vgg, save_model
-from .models import user_model_dir
+from .models import (ModelEntry, ModelError, default_vgg_path, find_model, list_models, load_model, load_vgg,
+                     save_model, user_model_dir)
 from .progress import CancelToken, Cancelled, Progress, run_sync
+from .stylize import StylizeResult
 from .tiling import default_memory_budget
 from .training import LoopConfig, TrainResult, resolve_content, train_loop
 
@@ -99,14 +100,9 @@ class SRConfig:
             raise ValueError(f"tile must be at least 16 pixels, got {self.tile}")
 
 
-@dataclass
-class SRResult:
-    data: np.ndarray
-    cancelled: bool
-    planes_done: int
-    planes_total: int
-    seconds: float
-    metadata: dict = field(default_factory=dict)
+class SRResult(StylizeResult):
+    """``data``, ``cancelled``, ``planes_done``, ``planes_total``, ``seconds``, ``metadata`` (the fields
+    of a stylize result; the parameters are under ``metadata["napari_fast_style"]``)."""
 
 
 def bytes_per_pixel(net: torch.nn.Module) -> float:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,11 +19,11 @@ import torch
 
 from src_models import transformer_net
 
-from .data import ContentSet, DataError, image_files, load_rgb, sample_images
+from .data import ContentSet, DataError, load_rgb, sample_images
 from .device import autocast, resolve_device, resolve_precision
 from .losses import content_loss, gram, style_loss, tv_loss
 from .models import ModelError, default_vgg_path, load_vgg, save_model, user_model_dir
-from .progress import CancelToken, Progress
+from .progress import CancelToken, Progress, atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -67,15 +66,7 @@ def checkpoint_path(out_path: Path) -> Path:
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def train_loop(
@@ -264,7 +255,6 @@ def train_style_iter(
             styles.append((load_rgb(p), label or p.stem))
         else:
             styles.append((np.asarray(item), label or (name if not multi else f"style{k + 1}") or out_path.stem))
-    style_arr = styles[0][0]
     style_name = name or (styles[0][1] if not multi else out_path.stem)
     content_set = resolve_content(content, cfg.content_size)
     device = resolve_device(cfg.loop.device)

@@ -52,7 +52,8 @@ def main(argv=None) -> int:
             content = ContentSet.from_folder(a.data / "train", cfg.content_size, exclude_holdout=0.1,
                                              limit=r.get("content_limit"))
             logging.info("%d content images loaded in %.1f s", len(content), time.perf_counter() - t)
-        target = out if i == len(stages) - 1 else out.with_suffix(f".stage{i}.safetensors")
+        last = i == len(stages) - 1 and not r.get("interpolate")
+        target = out if last else out.with_suffix(f".stage{i}.safetensors")
         gen = train_style_iter(a.data / "styles" / r["style"], target, content=content, config=cfg, vgg=a.vgg,
                                name=r.get("name"), resume=a.resume and i == len(stages) - 1, init_from=previous)
         while True:
@@ -67,7 +68,22 @@ def main(argv=None) -> int:
         logging.info("stage %d: saved %s after %d steps, %.0f s", i, res.path, res.steps, res.seconds)
         histories.append(res.history)
         previous = res.path
-    out.with_suffix(".history.json").write_text(json.dumps(histories))
+    mix = r.get("interpolate")
+    if mix:  # weight-space interpolation between two stages (Wortsman et al. 2022, "WiSE-FT")
+        from napari_fast_style.engine import load_model, save_model
+
+        a, _ = load_model(out.with_suffix(f".stage{mix['from_stage']}.safetensors"))
+        b, entry = load_model(out.with_suffix(f".stage{len(stages) - 1}.safetensors"))
+        alpha = float(mix["alpha"])
+        sa, sb = a.state_dict(), b.state_dict()
+        b.load_state_dict({k: (1 - alpha) * sa[k] + alpha * sb[k] for k in sb})
+        meta = entry.metadata
+        save_model(b, out, kind="style", arch=meta["arch"], display_name=meta["display_name"],
+                   styles=tuple(meta["styles"]), recipe={**meta["recipe"], "stages": stages, "interpolate": mix})
+        logging.info("interpolated stage %d and stage %d (alpha %.2f) -> %s", mix["from_stage"], len(stages) - 1,
+                     alpha, out)
+    if histories:
+        out.with_suffix(".history.json").write_text(json.dumps(histories))
     return 0
 
 

@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     import torch
 
-    from napari_fast_style.engine import evaluate_sr, load_model
+    from napari_fast_style.engine import evaluate_sr, load_model, run_sync
     from napari_fast_style.engine.data import ContentSet
     from napari_fast_style.engine.superres import SRTrainConfig, train_sr_iter
     from napari_fast_style.engine.training import LoopConfig
@@ -66,14 +66,12 @@ def main(argv=None) -> int:
     logging.info("%d training photos loaded in %.1f s", len(content), time.perf_counter() - t)
     gen = train_sr_iter(out, content=content, config=cfg, vgg=a.vgg if cfg.loss == "perceptual" else None,
                         name=r.get("name"), resume=a.resume)
-    while True:
-        try:
-            pr = next(gen)
-        except StopIteration as s:
-            res = s.value
-            break
+
+    def log_losses(pr):
         if pr.step % 25 == 0:
             logging.info("step %d  %s", pr.step, " ".join(f"{k} {v:.4f}" for k, v in pr.losses.items()))
+
+    res = run_sync(gen, log_losses)
     logging.info("saved %s after %d steps, %.0f s", res.path, res.steps, res.seconds)
     heldout = {}
     crops = heldout_crops(a.data / "train", cfg.content_size, 24 * cfg.scale, int(r.get("eval_images", 16)))
