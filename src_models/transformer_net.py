@@ -238,6 +238,35 @@ class TransformerNet(nn.Module):
         for idx, m in enumerate(self.norms()):
             m.index = idx
 
+    # rows: kernel offset -1, 0, +1 at low resolution; columns: tap of the 3x3 kernel at full resolution
+    _PHASE = torch.tensor([[[1.0, 0, 0], [0, 1, 1], [0, 0, 0]],   # even output rows/columns
+                           [[0.0, 0, 0], [1, 1, 0], [0, 0, 1]]])  # odd output rows/columns
+
+    def _upsample_head(self, f: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+        """``conv3x3(reflect_pad(nearest_up2(f)))`` computed without the full-resolution feature map.
+
+        A 3x3 convolution of a nearest-x2-upsampled map is, for each of the 4 output phases, a 3x3
+        convolution of the low-resolution map with a kernel whose taps are summed pairwise (``_PHASE``),
+        and reflection padding of the upsampled map is replicate padding of the low-resolution one. So
+        one low-resolution convolution with 4x the output channels and a pixel shuffle give the same
+        result exactly, at a quarter of the memory traffic. The detail path (the input image) is
+        linear in the same convolution, so it is a separate 3->3 convolution at full resolution.
+        """
+        conv = getattr(self, f"deconv{self.n_up + 1}").conv2d
+        w, b = conv.weight, conv.bias
+        c = f.shape[1]
+        wf = w[:, :c]
+        ph = self._PHASE.to(w.dtype).to(w.device)
+        k = torch.einsum("ayk,oikl,bxl->oabiyx", ph, wf, ph).reshape(-1, c, 3, 3)  # (o, a, b) -> o*4 + a*2 + b
+        y = F.pixel_shuffle(F.conv2d(F.pad(f, (1, 1, 1, 1), mode="replicate"), k), 2)
+        if self.detail_skip:
+            d = x0 * (1.0 / 255.0) - 0.5
+            y = y + F.conv2d(F.pad(d, (1, 1, 1, 1), mode="reflect" if min(d.shape[-2:]) > 1 else "replicate"),
+                             w[:, c:], b)
+        else:
+            y = y + b[None, :, None, None]
+        return y
+
     def norms(self) -> list[StyleNorm]:
         """Norm layers in forward order (the order of :attr:`NormContext.stats`)."""
         out = [getattr(self, f"in{i}") for i in range(1, self.n_down + 1)]
@@ -262,11 +291,14 @@ class TransformerNet(nn.Module):
             x = getattr(self, f"res{j}")(x, style_weights, ctx)
         for j in range(1, self.n_up + 1):
             x = F.relu(getattr(self, f"in{self.n_down + j}")(getattr(self, f"deconv{j}")(x), style_weights, ctx))
-        if self._up_final > 1:
-            x = F.interpolate(x, scale_factor=self._up_final, mode="nearest")
-        if self.detail_skip:  # full-resolution detail path: the (centred) input joins the last conv
-            x = torch.cat([x, x0 * (1.0 / 255.0) - 0.5], dim=1)
-        x = getattr(self, f"deconv{self.n_up + 1}")(x)
+        if self._up_final == 2:
+            x = self._upsample_head(x, x0)
+        else:
+            if self._up_final > 1:
+                x = F.interpolate(x, scale_factor=self._up_final, mode="nearest")
+            if self.detail_skip:
+                x = torch.cat([x, x0 * (1.0 / 255.0) - 0.5], dim=1)
+            x = getattr(self, f"deconv{self.n_up + 1}")(x)
         if self.shuffle > 1:
             x = F.pixel_shuffle(x, self.shuffle)
         if self.out_scale != 1.0:
