@@ -51,10 +51,10 @@ class OptimizeConfig:
     iterations: int = 300
     size: Optional[int] = 512
     levels: int = 2
-    coarse_iterations: int = 60
+    coarse_iterations: int = 15
     tolerance: float = 2e-3  # a level ends when the loss fell by less than this fraction over `patience` its
     patience: int = 5
-    style_weight: float = 100.0
+    style_weight: float = 30.0
     content_weight: float = 1.0
     tv_weight: float = 1.0
     network: str = "vgg16"
