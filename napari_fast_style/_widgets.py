@@ -142,7 +142,7 @@ class StylizeWidget(Container):
     def __init__(self, napari_viewer):
         super().__init__(labels=True)
         self.viewer = napari_viewer
-        self.method = RadioButtons(label="method", choices=[TRAINED, OPTIMISE], value=TRAINED)
+        self.method = ComboBox(label="method", choices=[TRAINED, OPTIMISE], value=TRAINED)
         self.layer_combo = create_widget(label="image", annotation="napari.layers.Image")
         self.style_layers = Select(label="style layers", choices=self._image_layer_names)
         self.style_layers.tooltip = "one or more image layers used as style (ctrl/cmd-click for several)"
