@@ -151,7 +151,7 @@ class StylizeWidget(Container):
         self.iterations = SpinBox(label="iterations", min=1, max=5000, value=300)
         self.size = SpinBox(label="resolution", min=32, max=8192, step=32, value=512)
         self.size.tooltip = "longer side of the result in pixels"
-        self.balance = FloatSlider(label="style <-> content", min=0.0, max=4.0, step=0.25, value=1.5)
+        self.balance = FloatSlider(label="style <-> content", min=0.0, max=4.0, step=0.25, value=1.75)
         self.balance.tooltip = "style weight = 10 ** value (content weight 1)"
         self.vgg_file = FileEdit(label="VGG16 weights", mode="r", filter="*.pth *.pt")
         self.model_combo = ComboBox(label="style", choices=self._model_choices)

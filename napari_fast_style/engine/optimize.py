@@ -54,7 +54,7 @@ class OptimizeConfig:
     coarse_iterations: int = 15
     tolerance: float = 2e-3  # a level ends when the loss fell by less than this fraction over `patience` its
     patience: int = 5
-    style_weight: float = 30.0
+    style_weight: float = 60.0
     content_weight: float = 1.0
     tv_weight: float = 1.0
     network: str = "vgg16"
@@ -65,6 +65,7 @@ class OptimizeConfig:
     init: str = "content"
     optimizer: str = "lbfgs"
     lr: float = 0.02  # Adam only
+    line_search: bool = False  # L-BFGS: strong-Wolfe line search (about 2x the evaluations per iteration)
     preserve_color: bool = False
     preview_every: int = 10
     seed: int = 0
@@ -260,7 +261,9 @@ def optimize_iter(
             return loss
 
         if cfg.optimizer == "lbfgs":
-            opt = torch.optim.LBFGS([x], lr=1.0, max_iter=1, history_size=20, line_search_fn="strong_wolfe")
+            # like jcjohnson/neural-style: plain L-BFGS steps (one evaluation each) unless asked for a line search
+            opt = torch.optim.LBFGS([x], lr=1.0, max_iter=1, history_size=20,
+                                    line_search_fn="strong_wolfe" if cfg.line_search else None)
         else:
             opt = torch.optim.Adam([x], lr=cfg.lr)
         level_losses: list = []
