@@ -61,6 +61,14 @@ def test_coarse_to_fine_and_size(vgg, images):
     assert [h["size"] for h in res.history][0] == [24, 24] and res.history[-1]["size"] == [48, 48]
 
 
+def test_stop_during_coarse_level_still_gives_requested_size(vgg, images):
+    content, s1, _ = images
+    token = CancelToken()
+    res = run_sync(optimize_iter(content, s1, cfg(size=64, levels=2, coarse_iterations=50, iterations=50),
+                                 network=vgg, cancel=token), lambda p: p.step == 2 and token.cancel())
+    assert res.cancelled and res.data.shape == (64, 64, 3)
+
+
 def test_converged_levels_end_early(vgg, images):
     content, s1, _ = images
     res = run_sync(optimize_iter(content, s1, cfg(iterations=200, tolerance=0.05, patience=3), network=vgg))

@@ -289,7 +289,10 @@ def optimize_iter(
         x = best["img"]
         if cancelled:
             break
-    out01 = best["img"][0].permute(1, 2, 0).float().cpu().numpy()
+    final = best["img"]
+    if tuple(final.shape[-2:]) != tuple(sizes[-1]):  # stopped at a coarse level: deliver the requested size
+        final = _resize(final, sizes[-1])
+    out01 = final[0].permute(1, 2, 0).float().cpu().numpy()
     oh, ow = out01.shape[:2]
     if cfg.preserve_color:
         orig = _resize(content_full, (oh, ow))[0].permute(1, 2, 0).cpu().numpy()
