@@ -6,36 +6,22 @@ the photographs (``napari_fast_style.engine.data.is_holdout``) is never trained 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from ._common import parser, setup
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("recipe", type=Path)
-    p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
-    p.add_argument("--vgg", type=Path, default=ROOT.parent / "shared" / "weights" / "vgg16_caffe_features.pth")
-    p.add_argument("--out", type=Path, help="output .safetensors (default: the recipe's, in src_models/weights)")
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--threads", type=int)
+    p = parser(__doc__)
     p.add_argument("--start-stage", type=int, default=0, help="skip stages before this one (their outputs exist)")
     a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    import torch
-
+    r, out = setup(a)
     from napari_fast_style.engine.data import ContentSet
     from napari_fast_style.engine.training import LoopConfig, StyleTrainConfig, train_style_iter
 
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    r = json.loads(a.recipe.read_text())
-    out = a.out or (ROOT / "src_models" / "weights" / r["output"])
     stages = r.get("stages") or [{"config": r.get("config", {}), "loop": r.get("loop", {})}]
     content = None
     previous = None

@@ -9,14 +9,13 @@ and plain bicubic's L1 and PSNR, written with the loss history to ``OUTPUT.histo
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from ._common import parser, setup
 
 
 def heldout_crops(folder: Path, short_side: int, side: int, limit: int):
@@ -38,26 +37,13 @@ def heldout_crops(folder: Path, short_side: int, side: int, limit: int):
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("recipe", type=Path)
-    p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
-    p.add_argument("--vgg", type=Path, default=ROOT.parent / "shared" / "weights" / "vgg16_caffe_features.pth")
-    p.add_argument("--out", type=Path, help="output .safetensors (default: the recipe's, in src_models/weights)")
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--threads", type=int)
-    a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    import torch
-
+    a = parser(__doc__).parse_args(argv)
+    r, out = setup(a)
     from napari_fast_style.engine import evaluate_sr, load_model, run_sync
     from napari_fast_style.engine.data import ContentSet
     from napari_fast_style.engine.superres import SRTrainConfig, train_sr_iter
     from napari_fast_style.engine.training import LoopConfig
 
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    r = json.loads(a.recipe.read_text())
-    out = a.out or (ROOT / "src_models" / "weights" / r["output"])
     cfg = SRTrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in r.get("config", {}).items()},
                         loop=LoopConfig(**r.get("loop", {})))
     t = time.perf_counter()
