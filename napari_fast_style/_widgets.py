@@ -136,6 +136,37 @@ def _layer_geometry(layer, plane_only: bool) -> dict:
     return {"scale": scale, "translate": translate}
 
 
+def _screen_index(viewer, layer) -> tuple:
+    """Index over the layer's leading (non-spatial) axes of the plane on screen; () for a 2D layer."""
+    data = layer.data[0] if layer.multiscale else layer.data
+    leading = data.ndim - (3 if layer.rgb else 2)
+    return tuple(int(i) for i in viewer.dims.current_step[:leading]) if leading > 0 else ()
+
+
+def _run_input(viewer, layer, current_plane: bool):
+    """The data a run needs (the one plane on screen copied, or the layer's array), that plane's index
+    (None for the whole layer), and the layer's world geometry for those axes."""
+    data = layer.data[0] if layer.multiscale else layer.data
+    idx = _screen_index(viewer, layer)
+    if idx and current_plane:
+        return np.array(data[idx]), idx, _layer_geometry(layer, True)
+    return data, None, _layer_geometry(layer, False)
+
+
+def _screen_plane(viewer, layer) -> np.ndarray:
+    """A copy of the plane of ``layer`` on screen (2D, or 2D + channels)."""
+    data = layer.data[0] if layer.multiscale else layer.data
+    return np.array(data[_screen_index(viewer, layer)])
+
+
+def _as_unit(layer, plane: np.ndarray) -> np.ndarray:
+    """A plane of ``layer`` as float RGB in [0, 1], through the layer's own contrast limits."""
+    from .engine.convert import PlaneReader, describe
+
+    lay = describe(plane, rgb=bool(layer.rgb), limits=tuple(float(v) for v in layer.contrast_limits))
+    return PlaneReader(plane, lay).unit(plane)
+
+
 class StylizeWidget(Container):
     """Stylize the selected image layer with a trained style network; the result is a new layer."""
 
@@ -275,26 +306,13 @@ class StylizeWidget(Container):
         except Exception as e:  # noqa: BLE001 - every user error becomes a notification
             show_error(f"napari-fast-style: {e}")
             return None
-        data = layer.data[0] if layer.multiscale else layer.data
+        data, plane_idx, geometry = _run_input(self.viewer, layer, self.scope.value == CURRENT)
         rgb = bool(layer.rgb)
         limits = tuple(float(v) for v in layer.contrast_limits)
-        plane = None
-        leading = data.ndim - (3 if rgb else 2)
-        if leading > 0 and self.scope.value == CURRENT:
-            plane = tuple(int(i) for i in self.viewer.dims.current_step[:leading])
-            data = np.array(data[plane])  # copy of the one plane the run needs
-            plane_only = True
-            plane_idx = plane
-            plane = None
-        else:
-            plane_only = False
-            plane_idx = None
-            data = np.asarray(data) if isinstance(data, np.ndarray) else data
-        geometry = _layer_geometry(layer, plane_only)
         name = f"{layer.name} [{entry.display_name}]" + (f" plane {plane_idx}" if plane_idx is not None else "")
 
         def gen(token):
-            return stylize_iter(data, entry, cfg, rgb=rgb, contrast_limits=limits, plane=plane, net=net,
+            return stylize_iter(data, entry, cfg, rgb=rgb, contrast_limits=limits, net=net,
                                 style_weights=weights, cancel=token)
 
         def done(result):
@@ -338,21 +356,12 @@ class StylizeWidget(Container):
             show_error(f"napari-fast-style: {e}")
             return None
 
-        def plane_of(ly):
-            d = ly.data[0] if ly.multiscale else ly.data
-            lead = d.ndim - (3 if ly.rgb else 2)
-            if lead > 0:  # the plane on screen
-                d = d[tuple(int(i) for i in self.viewer.dims.current_step[:lead])]
-            return np.array(d), bool(ly.rgb), tuple(float(v) for v in ly.contrast_limits)
-
-        content, rgb, limits = plane_of(layer)
+        content = _screen_plane(self.viewer, layer)
+        rgb, limits = bool(layer.rgb), tuple(float(v) for v in layer.contrast_limits)
         styles = []
-        for n, w in zip(names, weights):
-            d, srgb, slim = plane_of(self.viewer.layers[n])
-            from .engine.convert import PlaneReader, describe
-
-            lay = describe(d, rgb=srgb, limits=slim)  # style layers through their own contrast limits
-            styles.append((PlaneReader(d, lay).unit(d), w))
+        for n, w in zip(names, weights):  # style layers through their own contrast limits
+            style_layer = self.viewer.layers[n]
+            styles.append((_as_unit(style_layer, _screen_plane(self.viewer, style_layer)), w))
         in_hw = content.shape[:2]
         base = _layer_geometry(layer, True)
         name = f"{layer.name} [optimised: {', '.join(names)}]"
@@ -489,13 +498,7 @@ class TrainStyleWidget(Container):
         self.folder.visible = self.content_source.value == "folder"
 
     def _style_array(self, layer) -> np.ndarray:
-        from .engine.convert import PlaneReader, describe
-
-        d = layer.data[0] if layer.multiscale else layer.data
-        lead = d.ndim - (3 if layer.rgb else 2)
-        if lead > 0:
-            d = d[tuple(int(i) for i in self.viewer.dims.current_step[:lead])]
-        d = np.array(d)
+        d = _screen_plane(self.viewer, layer)
         if self.region.value:
             shapes = self.viewer.layers[self.region.value]
             if len(shapes.data):
@@ -507,8 +510,7 @@ class TrainStyleWidget(Container):
                 if y1 - y0 < 32 or x1 - x0 < 32:
                     raise ValueError("the style region must be at least 32x32 pixels inside the style layer")
                 d = d[y0:y1, x0:x1]
-        lay = describe(d, rgb=bool(layer.rgb), limits=tuple(float(v) for v in layer.contrast_limits))
-        return (PlaneReader(d, lay).unit(d) * 255 + 0.5).astype(np.uint8)
+        return (_as_unit(layer, d) * 255 + 0.5).astype(np.uint8)
 
     def _content(self, style_layer):
         import napari
@@ -522,22 +524,14 @@ class TrainStyleWidget(Container):
         images = []
         for ly in self.viewer.layers:
             if isinstance(ly, napari.layers.Image) and ly is not style_layer and not ly.name.startswith("training"):
-                d = ly.data[0] if ly.multiscale else ly.data
-                lead = d.ndim - (3 if ly.rgb else 2)
-                if lead > 0:
-                    d = d[tuple(int(i) for i in self.viewer.dims.current_step[:lead])]
-                from .engine.convert import PlaneReader, describe
-
-                d = np.array(d)
-                lay = describe(d, rgb=bool(ly.rgb), limits=tuple(float(v) for v in ly.contrast_limits))
-                if min(lay.spatial) >= 32:
-                    images.append((PlaneReader(d, lay).unit(d) * 255 + 0.5).astype(np.uint8))
+                d = _screen_plane(self.viewer, ly)
+                if min(d.shape[:2]) >= 32:
+                    images.append((_as_unit(ly, d) * 255 + 0.5).astype(np.uint8))
         return images + sample_images()
 
     def train(self, *_):
-        import re
-
         from .engine import LoopConfig, StyleTrainConfig, load_vgg, train_style_iter, user_model_dir
+        from .engine.models import NAME_RE
 
         layer = self.style_layer.value
         if layer is None:
@@ -545,7 +539,7 @@ class TrainStyleWidget(Container):
             return None
         try:
             name = self.model_name.value.strip()
-            if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", name):
+            if not NAME_RE.match(name):
                 raise ValueError("model name: letters, digits, '_', '-', '.'")
             out = user_model_dir() / f"{name}.safetensors"
             if out.exists():
@@ -593,17 +587,6 @@ class TrainStyleWidget(Container):
 
 SR_VARIANT_CHOICES = [("fidelity (keeps intensities)", "fidelity"),
                       ("perceptual (sharper, invents texture)", "perceptual")]
-
-
-def _run_input(viewer, layer, current_plane: bool):
-    """The data a run needs (the one plane on screen copied, or the layer's array), that plane's index
-    (None for the whole layer), and the layer's world geometry for those axes."""
-    data = layer.data[0] if layer.multiscale else layer.data
-    leading = data.ndim - (3 if layer.rgb else 2)
-    if leading > 0 and current_plane:
-        idx = tuple(int(i) for i in viewer.dims.current_step[:leading])
-        return np.array(data[idx]), idx, _layer_geometry(layer, True)
-    return data, None, _layer_geometry(layer, False)
 
 
 class SuperResolveWidget(Container):

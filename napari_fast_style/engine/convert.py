@@ -55,8 +55,14 @@ class ImageLayout:
     def n_planes(self) -> int:
         return int(np.prod(self.leading)) if self.leading else 1
 
-    def plane_indices(self) -> list[tuple]:
-        return list(np.ndindex(*self.leading)) if self.leading else [()]
+    def plane_indices(self, plane: Optional[tuple] = None) -> list[tuple]:
+        """Every plane's index over the leading axes, or just ``plane`` (validated)."""
+        if plane is None:
+            return list(np.ndindex(*self.leading)) if self.leading else [()]
+        plane = tuple(int(i) for i in plane)
+        if len(plane) != len(self.leading) or any(not 0 <= i < n for i, n in zip(plane, self.leading)):
+            raise ImageError(f"plane {plane} is not an index into the leading axes {self.leading}")
+        return [plane]
 
     def out_dtype(self, request: Optional[str] = None) -> np.dtype:
         if request in (None, "auto"):

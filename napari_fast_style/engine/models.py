@@ -34,7 +34,7 @@ FORMAT_VERSION = 1
 KINDS = ("style", "sr")
 ENV_USER_DIR = "NAPARI_FAST_STYLE_MODELS"
 TORCHVISION_VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")  # valid model names
 
 PathLike = Union[str, os.PathLike]
 
@@ -260,7 +260,7 @@ def import_checkpoint(path: PathLike, name: Optional[str] = None, *, display_nam
     if not src.is_file():
         raise ModelError(f"file not found: {src}")
     name = name or re.sub(r"[^A-Za-z0-9_.\-]+", "_", src.stem)
-    if not _NAME_RE.match(name):
+    if not NAME_RE.match(name):
         raise ModelError(f"invalid model name {name!r} (letters, digits, '_', '-', '.')")
     if name in {e.name for e in list_models()}:
         raise ModelError(f"a model named {name!r} exists already; choose another name")

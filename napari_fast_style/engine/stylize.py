@@ -132,15 +132,9 @@ def stylize_iter(
     value_range = float(entry.metadata.get("value_range", 255.0))
     sw = _style_vector(entry, net.n_styles, style_weights if style_weights is not None else cfg.style_weights)
 
-    if plane is not None:
-        plane = tuple(int(i) for i in plane)
-        if len(plane) != len(layout.leading) or any(not 0 <= i < n for i, n in zip(plane, layout.leading)):
-            raise ImageError(f"plane {plane} is not an index into the leading axes {layout.leading}")
-        indices = [plane]
-        out_shape = (h, w, layout.out_channels())
-    else:
-        indices = layout.plane_indices()
-        out_shape = layout.leading + (h, w, layout.out_channels())
+    indices = layout.plane_indices(plane)
+    plane = indices[0] if plane is not None else None
+    out_shape = (() if plane is not None else layout.leading) + (h, w, layout.out_channels())
     out_dtype = layout.out_dtype(cfg.out_dtype)
     out = np.empty(out_shape, dtype=out_dtype)
     readers = [PlaneReader(read_plane(image, layout, idx), layout) for idx in indices]

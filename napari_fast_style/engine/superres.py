@@ -187,13 +187,8 @@ def super_resolve_iter(
     dtype = torch.float32 if (fidelity and cfg.precision == "auto") else resolve_precision(cfg.precision, device)
     net = load_model(entry, kind="sr", device=device)[0] if net is None else net.to(device).eval()
     s = net.scale
-    if plane is not None:
-        plane = tuple(int(i) for i in plane)
-        if len(plane) != len(layout.leading) or any(not 0 <= i < n for i, n in zip(plane, layout.leading)):
-            raise ImageError(f"plane {plane} is not an index into the leading axes {layout.leading}")
-        indices = [plane]
-    else:
-        indices = layout.plane_indices()
+    indices = layout.plane_indices(plane)
+    plane = indices[0] if plane is not None else None
     chans = (layout.channels,) if layout.rgb else ()
     out_shape = (() if plane is not None else layout.leading) + (h * s, w * s) + chans
     out_dtype = layout.out_dtype(cfg.out_dtype or ("input" if fidelity else None))
