@@ -9,8 +9,12 @@ command -v xvfb-run >/dev/null 2>&1 || need_apt+=(xvfb xauth)
 ldconfig -p 2>/dev/null | grep -q libEGL.so.1 || need_apt+=(libegl1)
 ldconfig -p 2>/dev/null | grep -q libGL.so.1 || need_apt+=(libgl1 libgl1-mesa-dri)
 ldconfig -p 2>/dev/null | grep -q libxkbcommon-x11 || need_apt+=(libxkbcommon-x11-0)
-ldconfig -p 2>/dev/null | grep -q libxcb-cursor || need_apt+=(libxcb-icccm4 libxcb-image0 libxcb-keysyms1 \
-    libxcb-randr0 libxcb-render-util0 libxcb-xinerama0 libxcb-xfixes0 libxcb-shape0 libxcb-cursor0)
+# Qt's xcb platform plugin: check each library (machines differ in which of them they already carry)
+for pair in icccm:libxcb-icccm4 image:libxcb-image0 keysyms:libxcb-keysyms1 randr:libxcb-randr0 \
+            render-util:libxcb-render-util0 xinerama:libxcb-xinerama0 xfixes:libxcb-xfixes0 \
+            shape:libxcb-shape0 cursor:libxcb-cursor0 xkb:libxcb-xkb1; do
+    ldconfig -p 2>/dev/null | grep -q "libxcb-${pair%%:*}\.so" || need_apt+=("${pair#*:}")
+done
 ldconfig -p 2>/dev/null | grep -q libfontconfig || need_apt+=(libfontconfig1)
 ldconfig -p 2>/dev/null | grep -q libdbus-1 || need_apt+=(libdbus-1-3)
 if [ ${#need_apt[@]} -gt 0 ]; then
