@@ -182,7 +182,10 @@ class StylizeWidget(Container):
         self.iterations = SpinBox(label="iterations", min=1, max=5000, value=300)
         self.size = SpinBox(label="resolution", min=32, max=8192, step=32, value=512)
         self.size.tooltip = "longer side of the result in pixels"
-        self.balance = FloatSlider(label="style <-> content", min=0.0, max=4.0, step=0.25, value=1.75)
+        self.time_limit = SpinBox(label="time limit (s)", min=0, max=86400, value=0)
+        self.time_limit.tooltip = "stop after this many seconds and keep the best result so far (0: no limit)"
+        self.balance = FloatSlider(label="style <-> content", min=0.0, max=4.0, step=0.05,
+                                   value=1.18)  # 10 ** 1.18 = 15: OptimizeConfig's default style weight
         self.balance.tooltip = "style weight = 10 ** value (content weight 1)"
         self.vgg_file = FileEdit(label="VGG16 weights", mode="r", filter="*.pth *.pt")
         self.model_combo = ComboBox(label="style", choices=self._model_choices)
@@ -197,7 +200,7 @@ class StylizeWidget(Container):
         self.stop_btn = PushButton(text="Stop")
         self.status = Label(value="")
         self.extend([self.method, self.layer_combo, self.model_combo, self.strength, self.blend, self.style_layers,
-                     self.style_blend, self.iterations, self.size, self.balance, self.vgg_file, self.preserve,
+                     self.style_blend, self.iterations, self.time_limit, self.size, self.balance, self.vgg_file, self.preserve,
                      self.scope, self.share, self.device, self.apply_btn, self.stop_btn, self.status])
         from .engine.models import default_vgg_path
 
@@ -261,7 +264,7 @@ class StylizeWidget(Container):
         nd = layer is not None and (layer.ndim > 2)
         self.scope.visible = bool(nd) and not opt
         self.share.visible = bool(nd) and not opt
-        for wdg in (self.style_layers, self.style_blend, self.iterations, self.size, self.balance, self.vgg_file):
+        for wdg in (self.style_layers, self.style_blend, self.iterations, self.time_limit, self.size, self.balance, self.vgg_file):
             wdg.visible = opt
         for wdg in (self.model_combo, self.strength):
             wdg.visible = not opt
@@ -346,6 +349,7 @@ class StylizeWidget(Container):
             cfg = OptimizeConfig(iterations=int(self.iterations.value), size=int(self.size.value),
                                  style_weight=float(10 ** self.balance.value),
                                  preserve_color=bool(self.preserve.value), device=self.device.value,
+                                 time_limit=float(self.time_limit.value) or None,
                                  preview_every=max(1, min(5, int(self.iterations.value) // 20)))
             vgg_path = self.vgg_file.value
             if not vgg_path or not str(vgg_path).strip() or not vgg_path.is_file():

@@ -293,7 +293,10 @@ def cmd_optimize(a) -> int:
         if w < 0:
             raise CLIError(f"{spec}: style weights must be >= 0")
         styles.append((read_image(path), w))
+    if a.time_limit is not None and a.time_limit <= 0:
+        raise CLIError("--time-limit must be a positive number of seconds")
     cfg = OptimizeConfig(iterations=a.iterations, size=a.size, levels=a.levels, preserve_color=a.preserve_color,
+                         time_limit=a.time_limit,
                          optimizer=a.optimizer, init=a.init, device=a.device, precision=a.precision,
                          **({"style_weight": a.style_weight} if a.style_weight is not None else {}))
     vgg = a.vgg
@@ -368,11 +371,14 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("-o", "--output", required=True)
     o.add_argument("--iterations", type=int, default=300, help="iterations at the final resolution")
     o.add_argument("--size", type=int, default=512, help="longer side of the result")
-    o.add_argument("--levels", type=int, default=2, help="coarse-to-fine levels")
+    o.add_argument("--time-limit", type=float, metavar="SECONDS",
+                   help="stop after this many seconds and keep the best result so far")
+    o.add_argument("--levels", type=int, help="coarse-to-fine levels (default: 1 up to 1024 px, +1 per doubling)")
     o.add_argument("--style-weight", type=float, help="style <-> content balance (content weight 1)")
     o.add_argument("--preserve-color", action="store_true")
     o.add_argument("--optimizer", default="lbfgs", choices=("lbfgs", "adam"))
-    o.add_argument("--init", default="content", choices=("content", "style", "noise"))
+    o.add_argument("--init", default="matched", choices=("matched", "content", "style", "noise"),
+                   help="start from: the content with the style's colours (default), the content, the style, or noise")
     o.add_argument("--vgg", help="VGG16 weights (default: $NAPARI_FAST_STYLE_VGG)")
     o.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     o.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))

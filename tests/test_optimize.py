@@ -54,6 +54,42 @@ def test_blend_weights_move_between_styles(vgg, images):
     assert style_dist(vgg, b, s2) < style_dist(vgg, a, s2)
 
 
+def test_matched_init_takes_style_colours_and_keeps_content_luminance(images):
+    from napari_fast_style.engine.optimize import match_colors
+
+    c = torch.from_numpy(np.ascontiguousarray(images[0].transpose(2, 0, 1)))[None].float() / 255
+    s = torch.rand(1, 3, 40, 40, generator=torch.Generator().manual_seed(0)) * torch.tensor([0.3, 0.5, 0.9])[:, None, None]
+    out = match_colors(c, [(s, 1.0)])
+    assert out.shape == c.shape and float(out.min()) >= 0 and float(out.max()) <= 1
+    lum = torch.tensor([0.299, 0.587, 0.114])[:, None, None]
+    y_out, y_c = (out * lum).sum(1), (c * lum).sum(1)
+    # luminance detail is the content's (only its mean moves, clipping aside) ...
+    shift = (y_out - y_c)[((out > 0.01) & (out < 0.99)).all(1)]  # unclipped pixels
+    assert float(shift.std()) < 0.01 and float(shift.mean()) < -0.1  # one offset: the darker style's mean
+    # ... while the colour balance is the style's: blue is now the strongest channel on average
+    means = out.mean(dim=(0, 2, 3))
+    assert means[2] > means[1] > means[0]
+    assert abs(float(y_out.mean()) - float((s * lum).sum(1).mean())) < 0.08  # clipping at 0 lifts it a little
+
+
+def test_matched_init_starts_closer_to_the_style(vgg, images):
+    content, s1, _ = images
+    first = {}
+    for init in ("content", "matched"):
+        res = run_sync(optimize_iter(content, s1, cfg(iterations=1, init=init), network=vgg))
+        first[init] = res.history[0]["style"]
+    assert first["matched"] < 0.8 * first["content"]
+
+
+def test_automatic_levels():
+    from napari_fast_style.engine.optimize import _level_sizes, auto_levels
+
+    assert [auto_levels(n) for n in (256, 512, 1024, 1500, 2048, 4096)] == [1, 1, 1, 2, 2, 3]
+    assert _level_sizes(512, 512, 512, None) == [(512, 512)]
+    assert _level_sizes(1000, 2000, 2048, None) == [(512, 1024), (1024, 2048)]
+    assert OptimizeConfig().levels is None
+
+
 def test_coarse_to_fine_and_size(vgg, images):
     content, s1, _ = images
     res = run_sync(optimize_iter(content, s1, cfg(size=48, levels=2, coarse_iterations=3, iterations=3), network=vgg))
@@ -73,6 +109,20 @@ def test_converged_levels_end_early(vgg, images):
     content, s1, _ = images
     res = run_sync(optimize_iter(content, s1, cfg(iterations=200, tolerance=0.05, patience=3), network=vgg))
     assert 3 < res.iterations < 200 and not res.cancelled
+
+
+def test_time_limit_ends_the_run_with_its_best_image(vgg, images):
+    content, s1, _ = images
+    # one iteration's time as the limit: the loop checks it before each iteration, so the run ends after a
+    # handful of them, whatever this machine's speed, and still delivers the requested size
+    one = run_sync(optimize_iter(content, s1, cfg(iterations=1), network=vgg)).history[0]["seconds"]
+    res = run_sync(optimize_iter(content, s1, cfg(size=64, levels=2, coarse_iterations=500, iterations=500,
+                                                  time_limit=one), network=vgg))
+    assert 1 <= res.iterations < 500 and not res.cancelled
+    assert res.metadata["napari_fast_style"]["time_limit_reached"]
+    assert res.data.shape == (64, 64, 3)
+    with pytest.raises(ValueError, match="time_limit"):
+        OptimizeConfig(time_limit=0)
 
 
 def test_cancel_returns_best_image(vgg, images):
@@ -129,6 +179,8 @@ def test_cli_optimize(tmp_path, vgg_path, images):
     assert main(["optimize", str(tmp_path / "missing.png"), str(tmp_path / "s1.png"), "-o", str(out)]) == 2
     assert main(["optimize", str(tmp_path / "c.png"), str(tmp_path / "s1.png"), "-o", str(tmp_path / "x.png"),
                  "--vgg", str(tmp_path / "nope.pth")]) == 2
+    assert main(["optimize", str(tmp_path / "c.png"), str(tmp_path / "s1.png"), "-o", str(tmp_path / "x.png"),
+                 "--vgg", str(vgg_path), "--time-limit", "0"]) == 2
     assert not (tmp_path / "x.png").exists()
 
 
