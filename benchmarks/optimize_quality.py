@@ -109,6 +109,8 @@ def main(argv=None) -> int:
         rows = [c[i] for c in curves]
         print(f"{rows[0][1]:5d} {np.mean([r[0] for r in rows]):8.1f} {np.mean([r[2] for r in rows]):11.3f} "
               f"{np.mean([r[3] for r in rows]):8.3f}")
+    for p, f in zip(photos, finals):
+        print(f"  {p.name:28s} {f[0]:6.1f} s  gap {f[1]:.3f}  content {f[2]:.3f}")
     bt, bg, bc = (float(np.mean([b[i] for b in base])) for i in range(3))
     ft, fg, fc = (float(np.mean([f[i] for f in finals])) for i in range(3))
     print(f"baseline: plain L-BFGS 256 px, 20 it, fp32: {bt:6.1f} s  gap {bg:.3f}  content {bc:.3f}")
