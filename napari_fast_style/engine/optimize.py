@@ -50,11 +50,12 @@ def match_colors(content: torch.Tensor, styles: Sequence[tuple[torch.Tensor, flo
     statistics, so this starts the optimisation with much of the style gap already closed, while the
     photo's structure, which the content loss protects, is untouched. ``[1, 3, H, W]`` in [0, 1].
     """
-    c = content[0].reshape(3, -1).double()
+    # 3x3 statistics in float64 on the CPU (MPS has no float64; the cost is a few passes over the pixels)
+    c = content[0].reshape(3, -1).detach().cpu().double()
     mu_s = torch.zeros(3, 1, dtype=torch.float64)
     m2_s = torch.zeros(3, 3, dtype=torch.float64)
     for s, w in styles:  # moments of the mixture
-        f = s[0].reshape(3, -1).double()
+        f = s[0].reshape(3, -1).detach().cpu().double()
         mu = f.mean(1, keepdim=True)
         mu_s += w * mu
         m2_s += w * (f @ f.T / f.shape[1])
@@ -73,7 +74,7 @@ def match_colors(content: torch.Tensor, styles: Sequence[tuple[torch.Tensor, flo
     lum = torch.tensor([[0.299, 0.587, 0.114]], dtype=torch.float64)
     y_moved, y_c = lum @ moved, lum @ c
     out = moved - y_moved + y_c + (y_moved.mean() - y_c.mean())
-    return out.clamp(0, 1).reshape(content.shape).to(content.dtype)
+    return out.clamp(0, 1).reshape(content.shape).to(device=content.device, dtype=content.dtype)
 
 
 @dataclass(frozen=True)
