@@ -200,7 +200,8 @@ class StylizeWidget(Container):
         self.stop_btn = PushButton(text="Stop")
         self.status = Label(value="")
         self.extend([self.method, self.layer_combo, self.model_combo, self.strength, self.blend, self.style_layers,
-                     self.style_blend, self.iterations, self.time_limit, self.size, self.balance, self.vgg_file, self.preserve,
+                     self.style_blend, self.iterations, self.time_limit, self.size, self.balance, self.vgg_file,
+                     self.preserve,
                      self.scope, self.share, self.device, self.apply_btn, self.stop_btn, self.status])
         from .engine.models import default_vgg_path
 
@@ -264,7 +265,8 @@ class StylizeWidget(Container):
         nd = layer is not None and (layer.ndim > 2)
         self.scope.visible = bool(nd) and not opt
         self.share.visible = bool(nd) and not opt
-        for wdg in (self.style_layers, self.style_blend, self.iterations, self.time_limit, self.size, self.balance, self.vgg_file):
+        for wdg in (self.style_layers, self.style_blend, self.iterations, self.time_limit, self.size, self.balance,
+                    self.vgg_file):
             wdg.visible = opt
         for wdg in (self.model_combo, self.strength):
             wdg.visible = not opt
