@@ -171,6 +171,8 @@ class StylizeWidget(Container):
     """Stylize the selected image layer with a trained style network; the result is a new layer."""
 
     def __init__(self, napari_viewer):
+        from .engine.optimize import OptimizeConfig
+
         super().__init__(labels=True)
         self.viewer = napari_viewer
         self.method = ComboBox(label="method", choices=[TRAINED, OPTIMISE], value=TRAINED)
@@ -185,7 +187,7 @@ class StylizeWidget(Container):
         self.time_limit = SpinBox(label="time limit (s)", min=0, max=86400, value=0)
         self.time_limit.tooltip = "stop after this many seconds and keep the best result so far (0: no limit)"
         self.balance = FloatSlider(label="style <-> content", min=0.0, max=4.0, step=0.05,
-                                   value=1.18)  # 10 ** 1.18 = 15: OptimizeConfig's default style weight
+                                   value=round(float(np.log10(OptimizeConfig.style_weight)), 2))
         self.balance.tooltip = "style weight = 10 ** value (content weight 1)"
         self.vgg_file = FileEdit(label="VGG16 weights", mode="r", filter="*.pth *.pt")
         self.model_combo = ComboBox(label="style", choices=self._model_choices)
@@ -201,8 +203,7 @@ class StylizeWidget(Container):
         self.status = Label(value="")
         self.extend([self.method, self.layer_combo, self.model_combo, self.strength, self.blend, self.style_layers,
                      self.style_blend, self.iterations, self.time_limit, self.size, self.balance, self.vgg_file,
-                     self.preserve,
-                     self.scope, self.share, self.device, self.apply_btn, self.stop_btn, self.status])
+                     self.preserve, self.scope, self.share, self.device, self.apply_btn, self.stop_btn, self.status])
         from .engine.models import default_vgg_path
 
         vgg = default_vgg_path()

@@ -33,7 +33,7 @@ from .device import autocast, resolve_device, resolve_precision
 from .losses import content_loss, gram, style_loss, tv_loss
 from .models import ModelError, default_vgg_path, load_loss_network
 from .progress import CancelToken, Progress, run_sync
-from .stylize import blend_and_color
+from .stylize import _RGB2YIQ, blend_and_color
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def match_colors(content: torch.Tensor, styles: Sequence[tuple[torch.Tensor, flo
     ch_inv = torch.linalg.inv(ch)
     t = ch_inv @ sqrtm(ch @ cov_s @ ch) @ ch_inv
     moved = (t @ (c - mu_c) + mu_s).clamp(0, 1)
-    lum = torch.tensor([[0.299, 0.587, 0.114]], dtype=torch.float64)
+    lum = torch.from_numpy(_RGB2YIQ[:1].astype(np.float64))  # the luminance row used by preserve-colour
     y_moved, y_c = lum @ moved, lum @ c
     out = moved - y_moved + y_c + (y_moved.mean() - y_c.mean())
     return out.clamp(0, 1).reshape(content.shape).to(device=content.device, dtype=content.dtype)
@@ -297,7 +297,7 @@ def optimize_iter(
             if cfg.init == "content":
                 x0 = c.clone()
             elif cfg.init == "matched":
-                x0 = match_colors(c, [(st, sw) for st, sw in style_level])
+                x0 = match_colors(c, style_level)
             elif cfg.init == "style":
                 x0 = _resize(torch.from_numpy(np.ascontiguousarray(style01[0][0].transpose(2, 0, 1)))[None].to(device),
                              (hh, ww))
