@@ -89,6 +89,10 @@ def _default_model() -> str:
     models = list_models("style")
     if not models:
         raise CLIError("no style models installed")
+    from .engine.models import DEFAULT_STYLE
+
+    if any(m.name == DEFAULT_STYLE for m in models):
+        return DEFAULT_STYLE
     fast = [m for m in models if m.arch == "fast" and m.source == "bundled"]
     return (fast or models)[0].name
 
@@ -296,7 +300,7 @@ def cmd_optimize(a) -> int:
     if a.time_limit is not None and a.time_limit <= 0:
         raise CLIError("--time-limit must be a positive number of seconds")
     cfg = OptimizeConfig(iterations=a.iterations, size=a.size, levels=a.levels, preserve_color=a.preserve_color,
-                         time_limit=a.time_limit,
+                         time_limit=a.time_limit, tile=a.tile,
                          optimizer=a.optimizer, init=a.init, device=a.device, precision=a.precision,
                          **({"style_weight": a.style_weight} if a.style_weight is not None else {}))
     vgg = a.vgg
@@ -374,6 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--time-limit", type=float, metavar="SECONDS",
                    help="stop after this many seconds and keep the best result so far")
     o.add_argument("--levels", type=int, help="coarse-to-fine levels (default: 1 up to 1024 px, +1 per doubling)")
+    o.add_argument("--tile", type=int, metavar="PX", help="optimise the final level in overlapping tiles of at most "
+                   "PX pixels (default: 1024 px tiles above 2048x2048; 0: never) - large results in bounded memory")
     o.add_argument("--style-weight", type=float, help="style <-> content balance (content weight 1)")
     o.add_argument("--preserve-color", action="store_true")
     o.add_argument("--optimizer", default="lbfgs", choices=("lbfgs", "adam"))

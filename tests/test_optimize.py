@@ -139,6 +139,48 @@ def test_cancel_returns_best_image(vgg, images):
     assert res.losses["total"] == min(h["total"] for h in res.history)
 
 
+def test_tile_boxes_cover_with_overlap():
+    from napari_fast_style.engine.optimize import tile_boxes, tile_overlap
+
+    for h, w, t in ((100, 130, 64), (2048, 3000, 1024), (50, 40, 64)):
+        boxes = tile_boxes(h, w, t)
+        cover = np.zeros((h, w), int)
+        for y0, y1, x0, x1 in boxes:
+            assert 0 < y1 - y0 <= t and 0 < x1 - x0 <= t
+            cover[y0:y1, x0:x1] += 1
+        assert cover.min() >= 1
+        ys = sorted({b[0] for b in boxes})
+        ends = sorted({b[1] for b in boxes})
+        assert all(e - s >= tile_overlap(t) for s, e in zip(ys[1:], ends[:-1]))  # neighbours overlap
+    assert tile_boxes(50, 40, 64) == [(0, 50, 0, 40)]
+
+
+def test_tiled_final_level_optimises_every_tile(vgg, images):
+    """A level larger than the tile is optimised tile by tile: full size, every tile counted, the
+    style gap falls everywhere (each tile matched to the global style), and Stop mid-way still gives the
+    full-size image."""
+    from PIL import Image
+
+    content, s1, _ = images
+    big = np.asarray(Image.fromarray(content).resize((128, 96)))
+    progress = []
+    config = cfg(size=128, levels=2, coarse_iterations=3, iterations=6, tile=64, preview_every=3)
+    res = run_sync(optimize_iter(big, s1, config, network=vgg), progress.append)
+    meta = res.metadata["napari_fast_style"]
+    assert res.data.shape == (96, 128, 3) and meta["tiles"] == [1, 6]  # the 64x48 level fits one tile
+    assert progress[-1].total == 3 + 6 * 6 and "tile 6/6" in progress[-1].message
+    assert {h["tile"] for h in res.history if "tile" in h} == set(range(6))
+    assert progress[-1].preview.shape == (96, 128, 3)
+    untouched = optimize(big, s1, size=128, levels=2, coarse_iterations=3, iterations=0, tile=64, device="cpu",
+                         precision="fp32", network=vgg, tolerance=0)  # the upsampled coarse level alone
+    for sl in (np.s_[:48, :64], np.s_[48:, 64:]):  # opposite corners: each improved by its own tile
+        assert style_dist(vgg, res.data[sl], s1) < style_dist(vgg, untouched[sl], s1)
+    token = CancelToken()
+    stopped = run_sync(optimize_iter(big, s1, config, network=vgg, cancel=token),
+                       lambda p: token.cancel() if "tile 2/6" in p.message else None)
+    assert stopped.cancelled and stopped.data.shape == (96, 128, 3)
+
+
 def test_adam_noise_init_and_float_grey(vgg, images):
     content, s1, _ = images
     grey = content[..., 0].astype(np.float32) / 255
@@ -181,7 +223,12 @@ def test_cli_optimize(tmp_path, vgg_path, images):
                  "--vgg", str(tmp_path / "nope.pth")]) == 2
     assert main(["optimize", str(tmp_path / "c.png"), str(tmp_path / "s1.png"), "-o", str(tmp_path / "x.png"),
                  "--vgg", str(vgg_path), "--time-limit", "0"]) == 2
+    assert main(["optimize", str(tmp_path / "c.png"), str(tmp_path / "s1.png"), "-o", str(tmp_path / "x.png"),
+                 "--vgg", str(vgg_path), "--tile", "8"]) == 2
     assert not (tmp_path / "x.png").exists()
+    code = main(["optimize", str(tmp_path / "c.png"), str(tmp_path / "s1.png"), "-o", str(out), "--iterations", "1",
+                 "--size", "48", "--levels", "1", "--tile", "32", "--vgg", str(vgg_path), "--device", "cpu", "--json"])
+    assert code == 0 and np.asarray(Image.open(out)).shape == (48, 48, 3)
 
 
 @pytest.mark.parametrize("name", ["vgg19", "alexnet", "googlenet", "resnet50"])

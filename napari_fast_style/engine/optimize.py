@@ -77,6 +77,50 @@ def match_colors(content: torch.Tensor, styles: Sequence[tuple[torch.Tensor, flo
     return out.clamp(0, 1).reshape(content.shape).to(device=content.device, dtype=content.dtype)
 
 
+TILE_OVERLAP = 64  # pixels shared by neighbouring tiles of a tiled final level (feathered)
+TILE_AUTO_PIXELS = 2048 * 2048  # automatic tiling above this many output pixels (about 12 GiB in fp32 on a CPU)
+TILE_AUTO_SIZE = 1024
+
+
+def tile_overlap(tile: int) -> int:
+    """Pixels neighbouring tiles share: ``TILE_OVERLAP``, or a quarter of a small tile."""
+    return min(TILE_OVERLAP, tile // 4)
+
+
+def tile_boxes(h: int, w: int, tile: int) -> list[tuple[int, int, int, int]]:
+    """Overlapping ``(y0, y1, x0, x1)`` boxes of at most ``tile`` pixels a side covering an ``h`` x ``w``
+    image; neighbours share at least :func:`tile_overlap` pixels."""
+    overlap = tile_overlap(tile)
+
+    def starts(n):
+        if n <= tile:
+            return [0]
+        k = math.ceil((n - overlap) / (tile - overlap))
+        return [round(i * (n - tile) / (k - 1)) for i in range(k)]
+
+    return [(y, min(h, y + tile), x, min(w, x + tile)) for y in starts(h) for x in starts(w)]
+
+
+def _feather(box: tuple[int, int, int, int], h: int, w: int, overlap: int) -> torch.Tensor:
+    """``[1, 1, bh, bw]`` blending weights of a tile: 1 inside, a linear ramp over ``overlap`` pixels
+    towards every edge that is not the image border."""
+    y0, y1, x0, x1 = box
+
+    def ramp(n, lo_inner, hi_inner):
+        r = torch.ones(n)
+        k = min(overlap, n // 2)
+        edge = (torch.arange(k, dtype=torch.float32) + 1) / (k + 1)
+        if lo_inner:
+            r[:k] = torch.minimum(r[:k], edge)
+        if hi_inner:
+            r[n - k:] = torch.minimum(r[n - k:], edge.flip(0))
+        return r
+
+    ry = ramp(y1 - y0, y0 > 0, y1 < h)
+    rx = ramp(x1 - x0, x0 > 0, x1 < w)
+    return (ry[:, None] * rx[None, :])[None, None]
+
+
 @dataclass(frozen=True)
 class OptimizeConfig:
     """Settings of one optimisation (validated on construction).
@@ -94,6 +138,10 @@ class OptimizeConfig:
     ``"style"`` or ``"noise"``.
     ``time_limit``: end the run after this many seconds (the best image so far is the result, as with
     Stop); a laptop-friendly cap that makes the run's length predictable whatever the size.
+    ``tile``: optimise each level larger than this in overlapping tiles of at most this many pixels a
+    side, one after the other, so outputs larger than memory allows still work (None: automatic, tiles
+    of 1024 px for levels above ``TILE_AUTO_PIXELS``; 0: never). Every tile starts from the upsampled
+    coarser level and is matched to the style's global Gram statistics; overlaps are feathered.
     """
 
     iterations: int = 300
@@ -116,6 +164,7 @@ class OptimizeConfig:
     lr: float = 0.02  # Adam only
     line_search: bool = False  # L-BFGS: strong-Wolfe line search (about 2x the evaluations per iteration)
     preserve_color: bool = False
+    tile: Optional[int] = None
     preview_every: int = 10
     seed: int = 0
     device: str = "auto"
@@ -138,6 +187,8 @@ class OptimizeConfig:
             raise ValueError("time_limit must be positive (or None)")
         if self.style_scale <= 0:
             raise ValueError("style_scale must be positive")
+        if self.tile is not None and self.tile != 0 and self.tile < 32:
+            raise ValueError("tile must be 0 (never), None (automatic) or at least 32 pixels")
         from src_models.loss_networks import LOSS_NETWORKS
 
         if self.network not in LOSS_NETWORKS:
@@ -272,41 +323,24 @@ def optimize_iter(
         with autocast(device, amp):
             return net(x)
 
-    total = cfg.coarse_iterations * (len(sizes) - 1) + cfg.iterations
+    def level_tile(hh, ww):
+        t = cfg.tile if cfg.tile is not None else (TILE_AUTO_SIZE if hh * ww > TILE_AUTO_PIXELS else 0)
+        return t if t and max(hh, ww) > t else 0
+
+    level_boxes = [tile_boxes(hh, ww, level_tile(hh, ww)) if level_tile(hh, ww) else [(0, hh, 0, ww)]
+                   for hh, ww in sizes]
+    total = sum((cfg.iterations if i == len(sizes) - 1 else cfg.coarse_iterations) * len(b)
+                for i, b in enumerate(level_boxes))
     step = 0
     history = []
-    best = {"loss": math.inf, "img": None, "parts": {}}
-    x = None
-    cancelled = False
-    timed_out = False
-    for li, (hh, ww) in enumerate(sizes):
-        n_iter = cfg.iterations if li == len(sizes) - 1 else cfg.coarse_iterations
-        c = _resize(content_full, (hh, ww))
-        with torch.no_grad():
-            fc = feats(c)[content_layer].float()
-            targets, style_level = [], []
-            for s01, sw in style01:
-                sh, sww = s01.shape[:2]
-                k = cfg.style_scale * min(hh, ww) / min(sh, sww)
-                st = torch.from_numpy(np.ascontiguousarray(s01.transpose(2, 0, 1)))[None].to(device)
-                st = _resize(st, (max(16, round(sh * k)), max(16, round(sww * k))))
-                fs = feats(st)
-                style_level.append((st, sw))
-                targets.append(({name: gram(fs[name].float())[0] for name in style_layers}, sw))
-        if x is None:
-            if cfg.init == "content":
-                x0 = c.clone()
-            elif cfg.init == "matched":
-                x0 = match_colors(c, style_level)
-            elif cfg.init == "style":
-                x0 = _resize(torch.from_numpy(np.ascontiguousarray(style01[0][0].transpose(2, 0, 1)))[None].to(device),
-                             (hh, ww))
-            else:
-                x0 = torch.rand((1, 3, hh, ww), generator=gen).to(device)
-        else:
-            x0 = _resize(x.detach(), (hh, ww))
+    flags = {"cancelled": False, "timed_out": False}
+
+    def run_box(x0, fc, targets, n_iter, info, compose):
+        """Optimise one image (a level, or one tile of the final level); yields Progress, returns the
+        best image and its losses."""
+        nonlocal step
         x = x0.clone().requires_grad_(True)
-        best = {"loss": math.inf, "img": x0.detach().clone(), "parts": {}}  # best at this level
+        best = {"loss": math.inf, "img": x0.detach().clone(), "parts": {}}
 
         def closure():
             opt.zero_grad(set_to_none=True)
@@ -331,29 +365,96 @@ def optimize_iter(
         level_losses: list = []
         for it in range(n_iter):
             if cancel is not None and cancel.cancelled:
-                cancelled = True
+                flags["cancelled"] = True
                 break
             if cfg.time_limit is not None and time.perf_counter() - t0 >= cfg.time_limit:
-                timed_out = True
+                flags["timed_out"] = True
                 break
             opt.step(closure)
             step += 1
             parts = dict(getattr(closure, "parts", {}))
-            history.append({"step": step, "level": li, "size": [hh, ww], "seconds": round(time.perf_counter() - t0, 3),
-                            **parts})
+            history.append({"step": step, **info, "seconds": round(time.perf_counter() - t0, 3), **parts})
             preview = None
             if cfg.preview_every and (step % cfg.preview_every == 0 or it == n_iter - 1):
-                preview = best["img"][0].permute(1, 2, 0).float().cpu().numpy()
-            yield Progress("optimize", step, total, losses=parts, preview=preview,
-                           message=f"{ww}x{hh}, level {li + 1}/{len(sizes)}")
+                preview = compose(best["img"])[0].permute(1, 2, 0).float().cpu().numpy()
+            msg = f"{info['size'][1]}x{info['size'][0]}, level {info['level'] + 1}/{len(sizes)}"
+            if "tile" in info:
+                msg += f", tile {info['tile'] + 1}/{len(level_boxes[info['level']])}"
+            yield Progress("optimize", step, total, losses=parts, preview=preview, message=msg)
             level_losses.append(parts.get("total", math.inf))
             if (cfg.tolerance > 0 and len(level_losses) > cfg.patience
                     and level_losses[-1 - cfg.patience] - level_losses[-1]
                     < cfg.tolerance * abs(level_losses[-1 - cfg.patience])):
-                break  # converged at this level
-        x = best["img"]
-        if cancelled or timed_out:
+                break  # converged
+        return best
+
+    x = None
+    best = {"img": None, "parts": {}}
+    for li, (hh, ww) in enumerate(sizes):
+        final_level = li == len(sizes) - 1
+        n_iter = cfg.iterations if final_level else cfg.coarse_iterations
+        boxes = level_boxes[li]
+        c = _resize(content_full, (hh, ww))
+        with torch.no_grad():
+            targets, style_level = [], []
+            for s01, sw in style01:
+                sh, sww = s01.shape[:2]
+                k = cfg.style_scale * min(hh, ww) / min(sh, sww)
+                st = torch.from_numpy(np.ascontiguousarray(s01.transpose(2, 0, 1)))[None].to(device)
+                st = _resize(st, (max(16, round(sh * k)), max(16, round(sww * k))))
+                fs = feats(st)
+                style_level.append((st, sw))
+                targets.append(({name: gram(fs[name].float())[0] for name in style_layers}, sw))
+            del fs
+        if x is None:
+            if cfg.init == "content":
+                x0 = c.clone()
+            elif cfg.init == "matched":
+                x0 = match_colors(c, style_level)
+            elif cfg.init == "style":
+                x0 = _resize(torch.from_numpy(np.ascontiguousarray(style01[0][0].transpose(2, 0, 1)))[None].to(device),
+                             (hh, ww))
+            else:
+                x0 = torch.rand((1, 3, hh, ww), generator=gen).to(device)
+        else:
+            x0 = _resize(x.detach(), (hh, ww))
+        if len(boxes) == 1:
+            with torch.no_grad():
+                fc = feats(c)[content_layer].float()
+            best = yield from run_box(x0, fc, targets, n_iter, {"level": li, "size": [hh, ww]}, lambda img: img)
+            x = best["img"]
+        else:
+            # a tiled level: every tile starts from the upsampled coarser result (so the tiles agree) and
+            # is matched to the global style statistics; finished tiles are blended with feathered overlaps
+            acc = torch.zeros_like(x0)
+            wsum = torch.zeros_like(x0[:, :1])
+
+            def compose(img, box=None, wt=None):
+                a, ws = acc, wsum
+                if box is not None:
+                    y0, y1, x0_, x1 = box
+                    a, ws = acc.clone(), wsum.clone()
+                    a[..., y0:y1, x0_:x1] += img * wt
+                    ws[..., y0:y1, x0_:x1] += wt
+                return torch.where(ws > 0, a / ws.clamp_min(1e-8), x0)
+
+            for ti, box in enumerate(boxes):
+                y0, y1, x0_, x1 = box
+                wt = _feather(box, hh, ww, tile_overlap(level_tile(hh, ww))).to(device)
+                with torch.no_grad():
+                    fc = feats(c[..., y0:y1, x0_:x1].contiguous())[content_layer].float()
+                best = yield from run_box(x0[..., y0:y1, x0_:x1].contiguous(), fc, targets, n_iter,
+                                          {"level": li, "size": [hh, ww], "tile": ti},
+                                          lambda img, b=box, w_=wt: compose(img, b, w_))
+                acc[..., y0:y1, x0_:x1] += best["img"] * wt
+                wsum[..., y0:y1, x0_:x1] += wt
+                if flags["cancelled"] or flags["timed_out"]:
+                    break
+            x = compose(None)
+            best = {**best, "img": x}
+        if flags["cancelled"] or flags["timed_out"]:
             break
+    cancelled, timed_out = flags["cancelled"], flags["timed_out"]
     final = best["img"]
     if tuple(final.shape[-2:]) != tuple(sizes[-1]):  # stopped at a coarse level: deliver the requested size
         final = _resize(final, sizes[-1])
@@ -371,7 +472,7 @@ def optimize_iter(
         "operation": "optimize", **{k: v for k, v in asdict(cfg).items()}, "style_blend": [w for _, w in pairs],
         "device": str(device), "precision": str(amp).replace("torch.", ""), "iterations_done": step,
         "cancelled": cancelled, "time_limit_reached": timed_out, "output_size": [oh, ow], "content_size": [h, w],
-        "final_losses": best["parts"],
+        "final_losses": best["parts"], "tiles": [len(b) for b in level_boxes],
     }}
     return OptimizeResult(data, cancelled, step, time.perf_counter() - t0, best["parts"], history, meta)
 
