@@ -220,6 +220,18 @@ def test_fidelity_training_beats_its_start_on_heldout_crops(tmp_path):
     assert start["psnr_net"] == pytest.approx(start["psnr_bicubic"], abs=1e-4)
     meta = read_metadata(res.path)
     assert meta["variant"] == "fidelity" and meta["scale"] == 4 and meta["recipe"]["steps"] == 120
+    # fine-tuning starts from the trained model (one step at a negligible learning rate changes nothing)
+    cont = SRTrainConfig(**{**cfg.__dict__, "loop": LoopConfig(steps=1, lr=1e-12, device="cpu", precision="fp32",
+                                                                checkpoint_every=0, preview_every=0)})
+    res2 = run_sync(train_sr_iter(tmp_path / "x4b.safetensors", content=ContentSet(_photos(), 256), config=cont,
+                                  init_from=res.path))
+    again = evaluate_sr(load_model(res2.path, kind="sr")[0], held)
+    assert again["psnr_net"] == pytest.approx(end["psnr_net"], abs=0.02)  # fp16 storage
+    assert read_metadata(res2.path)["recipe"]["init_from"] == "x4.safetensors"
+    wrong = SRTrainConfig(scale=8, loss="fidelity", net="light", size=48, loop=cont.loop)
+    with pytest.raises(ModelError, match="not an x8"):
+        run_sync(train_sr_iter(tmp_path / "x8.safetensors", content=ContentSet(_photos(), 256), config=wrong,
+                               init_from=res.path))
 
 
 def test_perceptual_training_runs_with_the_real_vgg(tmp_path, vgg):

@@ -368,6 +368,7 @@ def train_sr_iter(
     name: Optional[str] = None,
     cancel: Optional[CancelToken] = None,
     resume: bool = False,
+    init_from=None,
 ) -> Generator[Progress, None, TrainResult]:
     """Train an SR network on the shared loop (:func:`~.training.train_loop`: budget, checkpoints,
     resume, progress, cancel); yields :class:`Progress`, returns a :class:`~.training.TrainResult`
@@ -376,7 +377,8 @@ def train_sr_iter(
     ``config`` (when given) decides scale and loss; otherwise ``scale`` and ``loss`` do. ``content``: a
     folder, a list of images, a :class:`~.data.ContentSet`, or None (scikit-image's photographs).
     ``vgg`` (perceptual only): a loaded :class:`~src_models.VGGFeatures`, a path, or None for
-    ``$NAPARI_FAST_STYLE_VGG``.
+    ``$NAPARI_FAST_STYLE_VGG``. ``init_from``: an SR model (name or path) of the same factor and
+    network to continue training from (fine-tuning; a new run, unlike ``resume``).
     """
     cfg = config or SRTrainConfig(scale=scale, loss=loss)
     out_path = Path(out_path)
@@ -393,6 +395,11 @@ def train_sr_iter(
         vgg = vgg.to(device)
     torch.manual_seed(cfg.loop.seed)  # the initial weights are part of the seeded run
     net = sr_net(cfg.net, cfg.scale)
+    if init_from is not None:
+        start, start_entry = load_model(init_from)
+        if start_entry.kind != "sr" or start_entry.metadata.get("scale") != cfg.scale:
+            raise ModelError(f"{start_entry.name} is not an x{cfg.scale} super-resolution model")
+        net.load_state_dict(start.state_dict())
     img = content_set.images[0]
     c = min(img.shape[1:]) // cfg.scale * cfg.scale
     c = min(c, 8 * cfg.size // cfg.scale * cfg.scale)
@@ -416,6 +423,8 @@ def train_sr_iter(
                   degradation="anti-aliased bicubic downsampling", content_images=len(content_set))
     if cfg.loss == "perceptual":
         recipe["vgg"] = vgg.preprocess.convention
+    if init_from is not None:
+        recipe["init_from"] = Path(init_from).name
     fingerprint = {"scale": cfg.scale, "loss": cfg.loss, "net": cfg.net, "size": cfg.size, "pixel_loss": cfg.pixel_loss}
     display = name or f"x{cfg.scale} {cfg.loss}"
 
