@@ -191,10 +191,16 @@ class StylizeWidget(Container):
         self.balance.tooltip = "style weight = 10 ** value (content weight 1)"
         self.vgg_file = FileEdit(label="VGG16 weights", mode="r", filter="*.pth *.pt")
         self.model_combo = ComboBox(label="style", choices=self._model_choices)
+        from .engine.models import DEFAULT_STYLE
+
+        if DEFAULT_STYLE in self.model_combo.choices:
+            self.model_combo.value = DEFAULT_STYLE
         self.strength = FloatSlider(label="strength", min=0.0, max=1.0, step=0.05, value=1.0)
         self.preserve = CheckBox(text="preserve original colours", value=False)
-        self.blend = LineEdit(label="style blend", value="")
-        self.blend.tooltip = "multi-style models: NAME:WEIGHT, NAME:WEIGHT"
+        # multi-style models: one slider per style (rebuilt when such a model is chosen); weights are normalised
+        self.blend = Container(label="style blend", widgets=[])
+        self.blend.tooltip = "the share of each style (weights are normalised to sum to 1)"
+        self._blend_styles: tuple = ()
         self.scope = RadioButtons(label="planes", choices=[WHOLE, CURRENT], value=WHOLE)
         self.share = CheckBox(text="same statistics for all planes (less flicker)", value=False)
         self.device = ComboBox(label="device", choices=available_devices(), value="auto")
@@ -243,11 +249,12 @@ class StylizeWidget(Container):
         from qtpy.QtCore import QTimer
 
         # debounce: a file being copied in appears before its contents are written
-        self._refresh_timer = QTimer()
+        # both are children of this widget's Qt widget, so they end with it (no refresh after closing)
+        self._refresh_timer = QTimer(self.native)
         self._refresh_timer.setSingleShot(True)
         self._refresh_timer.setInterval(300)
         self._refresh_timer.timeout.connect(self.refresh_models)
-        self._watcher = QFileSystemWatcher([str(d)])
+        self._watcher = QFileSystemWatcher([str(d)], self.native)
         self._watcher.directoryChanged.connect(lambda *_: self._refresh_timer.start())
 
     def _entry(self):
@@ -275,7 +282,23 @@ class StylizeWidget(Container):
             e = self._entry()
         except Exception:  # noqa: BLE001 - a vanished file is reported on Apply
             e = None
-        self.blend.visible = bool(e is not None and len(e.styles) > 1) and not opt
+        multi = e is not None and len(e.styles) > 1
+        if multi and tuple(e.styles) != self._blend_styles:
+            del self.blend[:]
+            for k, style in enumerate(e.styles):  # start with the first style alone; blend from there
+                self.blend.append(FloatSlider(name=style, label=style.replace("_", " "), min=0.0, max=1.0, step=0.05,
+                                              value=1.0 if k == 0 else 0.0))
+            self._blend_styles = tuple(e.styles)
+        self.blend.visible = multi and not opt
+
+    def blend_weights(self) -> Optional[dict]:
+        """The style blend of the chosen multi-style model (None for a single-style model)."""
+        if len(self._blend_styles) < 2:
+            return None
+        weights = {w.name: float(w.value) for w in self.blend}
+        if sum(weights.values()) <= 0:
+            raise ValueError("style blend: set at least one style above 0")
+        return weights
 
     def _net(self, entry, device):
         from .engine import load_model
@@ -302,9 +325,7 @@ class StylizeWidget(Container):
         stack = (layer.ndim > 2)
         try:
             entry = self._entry()
-            weights = None
-            if len(entry.styles) > 1 and self.blend.value.strip():
-                weights = {k.strip(): float(v) for k, v in (s.split(":") for s in self.blend.value.split(","))}
+            weights = self.blend_weights() if len(entry.styles) > 1 else None
             cfg = StylizeConfig(strength=float(self.strength.value), preserve_color=bool(self.preserve.value),
                                 share_stats=bool(self.share.value and stack), device=self.device.value)
             device = resolve_device(cfg.device)

@@ -29,6 +29,39 @@ def run_and_wait(qtbot, w):
     return worker
 
 
+def test_default_style_is_preselected(make_napari_viewer, random_model, user_models):
+    import shutil
+
+    from napari_fast_style.engine.models import DEFAULT_STYLE
+
+    user_models.mkdir(parents=True, exist_ok=True)
+    shutil.copy(random_model(), user_models / "aaa-fast.safetensors")  # sorts before every bundled name
+    w = StylizeWidget(make_napari_viewer())
+    assert w.model_combo.value == DEFAULT_STYLE
+
+
+def test_multi_style_model_gets_one_blend_slider_per_style(qtbot, widget, random_model, user_models, monkeypatch):
+    import shutil
+
+    viewer, w = widget
+    shutil.copy(random_model(n_styles=3), user_models / "trio-fast.safetensors")
+    w.refresh_models()
+    assert not w.blend.visible or w.blend_weights() is None  # single-style model: no blend
+    w.model_combo.value = "trio-fast"
+    assert [s.name for s in w.blend] == ["s0", "s1", "s2"] and w.blend_weights() == {"s0": 1.0, "s1": 0.0, "s2": 0.0}
+    w.blend["s0"].value, w.blend["s2"].value = 0.25, 0.75
+    layer = viewer.add_image((np.random.default_rng(0).random((40, 48, 3)) * 255).astype(np.uint8), rgb=True)
+    w.layer_combo.value = layer
+    run_and_wait(qtbot, w)
+    assert viewer.layers[-1].metadata["napari_fast_style"]["style_weights"] == [0.25, 0.0, 0.75]
+    for slider in w.blend:
+        slider.value = 0.0
+    errors = []
+    monkeypatch.setattr("napari_fast_style._widgets.show_error", lambda msg: errors.append(msg))
+    assert w.apply() is None  # all weights zero: a notification, no run
+    assert errors and "at least one style above 0" in errors[0]
+
+
 def test_stylize_adds_layer_and_keeps_input(qtbot, widget):
     viewer, w = widget
     data = (np.random.default_rng(0).random((64, 80, 3)) * 255).astype(np.uint8)

@@ -33,6 +33,7 @@ META_KEY = "napari_fast_style"
 FORMAT_VERSION = 1
 KINDS = ("style", "sr")
 ENV_USER_DIR = "NAPARI_FAST_STYLE_MODELS"
+DEFAULT_STYLE = "starry_night-fast"  # the bundled style chosen when none is named (the longest-trained one)
 TORCHVISION_VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")  # valid model names
 

@@ -177,8 +177,8 @@ def stylize_iter(
         "napari_fast_style": {
             "operation": "stylize", "model": entry.name, "display_name": entry.display_name,
             "styles": list(entry.styles), "arch": entry.arch,
-            "style_weights": None if sw is None else [round(float(v), 4) for v in sw],
-            **{k: v for k, v in asdict(cfg).items() if k not in ("memory_budget",)},
+            **{k: v for k, v in asdict(cfg).items() if k not in ("memory_budget", "style_weights")},
+            "style_weights": None if sw is None else [round(float(v), 4) for v in sw],  # the weights used
             "device": str(device), "precision": str(dtype).replace("torch.", ""),
             "plane": list(plane) if plane is not None else None,
             "planes_done": int(done), "planes_total": len(indices), "cancelled": done < len(indices),
