@@ -1,7 +1,7 @@
 """Regenerate the README figures: ``python docs/make_figures.py`` (needs a display: run under xvfb-run).
 
-* ``docs/stylize_example.jpg``: scikit-image's public-domain astronaut and coffee photos, original and
-  stylized with every bundled style model.
+* ``docs/stylize_example.jpg``: the contact sheet: scikit-image's public-domain astronaut and coffee
+  photos, original and stylized with every bundled style model.
 * ``docs/widget.png``: napari with the Stylize dock widget after a run.
 """
 from __future__ import annotations
@@ -16,17 +16,27 @@ DOCS = Path(__file__).resolve().parent
 sys.path.insert(0, str(DOCS.parent))
 
 
-def example() -> None:
+def example(tile: int = 256) -> None:
+    """Contact sheet: a header row of model names, then each photo original and through every bundled style."""
+    from PIL import ImageDraw, ImageFont
     from skimage import data
 
     from napari_fast_style.engine import list_models, stylize
 
     models = [e for e in list_models("style") if e.source == "bundled"]
+    photos = (data.astronaut(), np.asarray(Image.fromarray(data.coffee()).resize((512, 341)))[:, 85:426])
     rows = []
-    for img in (data.astronaut(), np.asarray(Image.fromarray(data.coffee()).resize((512, 341)))[:, 85:426]):
-        img = np.asarray(Image.fromarray(img).resize((384, 384), Image.BICUBIC))
+    for img in photos:
+        img = np.asarray(Image.fromarray(img).resize((tile, tile), Image.BICUBIC))
         rows.append(np.concatenate([img] + [stylize(img, e.name) for e in models], axis=1))
-    Image.fromarray(np.concatenate(rows, axis=0)).save(DOCS / "stylize_example.jpg", quality=90)
+    body = np.concatenate(rows, axis=0)
+    header = Image.new("RGB", (body.shape[1], 28), "white")
+    draw = ImageDraw.Draw(header)
+    font = ImageFont.load_default(size=15)
+    for i, name in enumerate(["original"] + [e.name.removesuffix("-fast") for e in models]):
+        draw.text((i * tile + tile // 2, 14), name.replace("_", " "), fill="black", font=font, anchor="mm")
+    sheet = np.concatenate([np.asarray(header), body], axis=0)
+    Image.fromarray(sheet).save(DOCS / "stylize_example.jpg", quality=88)
 
 
 def widget() -> None:
@@ -56,5 +66,6 @@ def widget() -> None:
 
 
 if __name__ == "__main__":
-    example()
-    widget()
+    which = sys.argv[1:] or ["example", "widget"]  # e.g. `python docs/make_figures.py example`
+    for name in which:
+        {"example": example, "widget": widget}[name]()

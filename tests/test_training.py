@@ -139,3 +139,33 @@ def test_multi_style_network_blends(tmp_path, vgg, content):
     mid = stylize(img, str(res.path), style_weights={"red": 0.5, "blue": 0.5}, device="cpu").astype(float)
     assert r[..., 0].mean() - r[..., 2].mean() > b[..., 0].mean() - b[..., 2].mean()
     assert np.abs(mid - r).mean() > 1 and np.abs(mid - b).mean() > 1
+
+
+def test_merge_styles_keeps_each_style_exactly(tmp_path):
+    """Two single-style models from one parent (same convolutions, own norm affines) merge into one
+    multi-style model whose one-hot styles reproduce each parent model's output."""
+    from napari_fast_style.engine import ModelError, merge_styles, save_model
+    from .conftest import random_style_net
+
+    a = random_style_net("fast", 1, seed=0)
+    b = random_style_net("fast", 1, seed=0)
+    with torch.no_grad():
+        for m in b.norms():
+            m.weight.uniform_(0.2, 2.0)
+            m.bias.uniform_(-1.0, 1.0)
+    pa = save_model(a, tmp_path / "a-fast.safetensors", kind="style", arch="fast", display_name="a", styles=("a",),
+                    half=False)
+    pb = save_model(b, tmp_path / "b-fast.safetensors", kind="style", arch="fast", display_name="b", styles=("b",),
+                    half=False)
+    merged = merge_styles([pa, pb], tmp_path / "ab-fast.safetensors")
+    net, entry = load_model(merged)
+    assert entry.styles == ("a", "b") and net.n_styles == 2 and entry.metadata["recipe"]["merged_from"]
+    img = (np.random.default_rng(0).random((40, 48, 3)) * 255).astype(np.uint8)
+    for name, single in (("a", pa), ("b", pb)):
+        want = stylize(img, str(single), device="cpu", precision="fp32").astype(float)
+        got = stylize(img, str(merged), style_weights={name: 1.0}, device="cpu", precision="fp32").astype(float)
+        assert np.abs(got - want).max() <= 2  # fp16 storage of the merged file
+    assert np.abs(stylize(img, str(merged), style_weights={"a": 1.0}, device="cpu").astype(float)
+                  - stylize(img, str(merged), style_weights={"b": 1.0}, device="cpu")).mean() > 1
+    with pytest.raises(ModelError, match="at least two"):
+        merge_styles([pa], tmp_path / "x.safetensors")

@@ -324,6 +324,35 @@ def train_style_iter(
                                   resume, fingerprint))
 
 
+def merge_styles(models: Sequence, out_path, *, display_name: Optional[str] = None) -> Path:
+    """One conditional-instance-norm network from several single-style models of one architecture.
+
+    Each style keeps its own instance-norm scale and shift (Dumoulin et al. 2017: those carry the
+    style); the convolution weights are averaged, which is sound when the models were fine-tuned from
+    one parent (Wortsman et al. 2022, "model soups") and is the starting point for a short multi-style
+    fine-tune. ``models``: names or paths; returns the saved model's path.
+    """
+    from .models import find_model, load_model
+
+    if len(models) < 2:
+        raise ModelError("merging needs at least two style models")
+    entries = [find_model(m, kind="style") for m in models]
+    arch = entries[0].arch
+    if any(e.arch != arch or len(e.styles) > 1 for e in entries):
+        raise ModelError("merging needs single-style models of one architecture")
+    states = [load_model(e)[0].state_dict() for e in entries]
+    net = transformer_net(arch, n_styles=len(entries))
+    merged = {}
+    for k, v in net.state_dict().items():
+        vals = [st[k].float() for st in states]
+        merged[k] = torch.stack(vals) if v.dim() == vals[0].dim() + 1 else torch.stack(vals).mean(0)
+    net.load_state_dict(merged)
+    names = tuple(e.styles[0] if e.styles else e.name for e in entries)
+    return save_model(net, out_path, kind="style", arch=arch, display_name=display_name or Path(out_path).stem,
+                      styles=names, recipe={"merged_from": [e.name for e in entries],
+                                            "method": "per-style instance norm, averaged convolutions"})
+
+
 def train_style(style_image, out_path=None, *, content=None, arch: str = "fast", size: int = 256,
                 steps: Optional[int] = None, minutes: Optional[float] = None, style_weight: Optional[float] = None,
                 seed: int = 0, device: str = "auto", vgg=None, resume: bool = False, **kwargs) -> Path:

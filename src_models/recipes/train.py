@@ -1,8 +1,11 @@
 """Retrain a bundled model from its recipe: ``python -m src_models.recipes.train RECIPE.json``.
 
 A recipe names the style painting (relative to the data root), the training settings and the output
-file. Data root: ``--data`` (default ``../shared/data`` beside the repository). The held-out split of
-the photographs (``napari_fast_style.engine.data.is_holdout``) is never trained on.
+file, and optionally ``init_from``: a bundled model (file name in ``src_models/weights``) to start from.
+A multi-style recipe lists several paintings and ``merge_from``: the bundled single-style models to
+merge (:func:`napari_fast_style.engine.merge_styles`) as the starting point. Data root: ``--data``
+(default ``../shared/data`` beside the repository). The held-out split of the photographs
+(``napari_fast_style.engine.data.is_holdout``) is never trained on.
 """
 from __future__ import annotations
 
@@ -24,7 +27,15 @@ def main(argv=None) -> int:
 
     stages = r.get("stages") or [{"config": r.get("config", {}), "loop": r.get("loop", {})}]
     content = None
-    previous = None
+    # "init_from": fine-tune from another bundled model (a file in src_models/weights) instead of from scratch
+    previous = out.parent / r["init_from"] if r.get("init_from") else None
+    if r.get("merge_from"):  # multi-style: start from the bundled single-style models, merged
+        from napari_fast_style.engine import merge_styles
+
+        previous = merge_styles([out.parent / f for f in r["merge_from"]], out.with_suffix(".merged.safetensors"))
+    # "style": one painting, or a list of paintings for one multi-style (conditional instance norm) network
+    style = ([a.data / "styles" / f for f in r["style"]] if isinstance(r["style"], list)
+             else a.data / "styles" / r["style"])
     histories = []
     for i, stage in enumerate(stages):
         if a.start_stage and i < a.start_stage:
@@ -40,7 +51,7 @@ def main(argv=None) -> int:
             logging.info("%d content images loaded in %.1f s", len(content), time.perf_counter() - t)
         last = i == len(stages) - 1 and not r.get("interpolate")
         target = out if last else out.with_suffix(f".stage{i}.safetensors")
-        gen = train_style_iter(a.data / "styles" / r["style"], target, content=content, config=cfg, vgg=a.vgg,
+        gen = train_style_iter(style, target, content=content, config=cfg, vgg=a.vgg,
                                name=r.get("name"), resume=a.resume and i == len(stages) - 1, init_from=previous)
         while True:
             try:
@@ -68,6 +79,8 @@ def main(argv=None) -> int:
                    styles=tuple(meta["styles"]), recipe={**meta["recipe"], "stages": stages, "interpolate": mix})
         logging.info("interpolated stage %d and stage %d (alpha %.2f) -> %s", mix["from_stage"], len(stages) - 1,
                      alpha, out)
+    if r.get("merge_from"):
+        out.with_suffix(".merged.safetensors").unlink(missing_ok=True)
     if histories:
         out.with_suffix(".history.json").write_text(json.dumps(histories))
     return 0
