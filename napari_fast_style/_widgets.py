@@ -492,8 +492,17 @@ class TrainStyleWidget(Container):
         self.content_source = RadioButtons(label="content", choices=["viewer layers + samples", "folder"],
                                            value="viewer layers + samples")
         self.folder = FileEdit(label="content folder", mode="d")
+        self.start_from = ComboBox(label="start from", choices=self._start_choices)
+        self.start_from.tooltip = ("fine-tune an installed style model (much faster to a usable style, "
+                                   "measured on a CPU) or train from scratch")
+        from .engine.models import DEFAULT_STYLE
+
+        if DEFAULT_STYLE in self.start_from.choices:
+            self.start_from.value = DEFAULT_STYLE
         self.arch = ComboBox(label="architecture", choices=["fast", "classic"], value="fast")
         self.train_size = SpinBox(label="training size", min=32, max=1024, step=32, value=256)
+        self.style_size = SpinBox(label="style scale (px)", min=32, max=4096, step=32, value=512)
+        self.style_size.tooltip = "shorter side the style image is resized to: smaller gives larger brush strokes"
         self.budget_kind = RadioButtons(label="budget", choices=["steps", "minutes"], value="minutes")
         self.budget = SpinBox(label="amount", min=1, max=100000, value=10)
         self.balance = FloatSlider(label="style <-> content", min=0.0, max=2.0, step=0.1, value=0.7)
@@ -508,14 +517,22 @@ class TrainStyleWidget(Container):
         self.stop_btn = PushButton(text="Stop")
         self.status = Label(value="")
         self.plot = LossPlot()
-        self.extend([self.style_layer, self.region, self.content_source, self.folder, self.arch, self.train_size,
-                     self.budget_kind, self.budget, self.balance, self.model_name, self.vgg_file, self.device,
+        self.extend([self.style_layer, self.region, self.content_source, self.folder, self.start_from, self.arch,
+                     self.train_size, self.style_size, self.budget_kind, self.budget, self.balance, self.model_name,
+                     self.vgg_file, self.device,
                      self.apply_btn, self.stop_btn, self.status, self.plot.widget])
         self.runner = Runner(self.apply_btn, self.stop_btn, self.status)
         self.apply_btn.changed.connect(self.train)
         self.content_source.changed.connect(self._update_visibility)
+        self.start_from.changed.connect(self._update_visibility)
         self.last_result = None
         self._update_visibility()
+
+    def _start_choices(self, *_):
+        from .engine import list_models
+
+        return [("scratch", None)] + [(f"{e.display_name} ({e.arch}) [{e.name}]", e.name)
+                                      for e in list_models("style") if len(e.styles) <= 1]
 
     def _shapes_choices(self, *_):
         import napari
@@ -524,6 +541,7 @@ class TrainStyleWidget(Container):
 
     def _update_visibility(self, *_):
         self.folder.visible = self.content_source.value == "folder"
+        self.arch.enabled = self.start_from.value is None  # a fine-tune keeps its model's architecture
 
     def _style_array(self, layer) -> np.ndarray:
         d = _screen_plane(self.viewer, layer)
@@ -558,7 +576,7 @@ class TrainStyleWidget(Container):
         return images + sample_images()
 
     def train(self, *_):
-        from .engine import LoopConfig, StyleTrainConfig, load_vgg, train_style_iter, user_model_dir
+        from .engine import LoopConfig, StyleTrainConfig, find_model, load_vgg, train_style_iter, user_model_dir
         from .engine.models import NAME_RE
 
         layer = self.style_layer.value
@@ -578,7 +596,9 @@ class TrainStyleWidget(Container):
             loop = LoopConfig(steps=None if minutes else int(self.budget.value),
                               minutes=float(self.budget.value) if minutes else None, device=self.device.value,
                               preview_every=10, checkpoint_every=50)
-            cfg = StyleTrainConfig(arch=self.arch.value, size=int(self.train_size.value) // 8 * 8,
+            start = find_model(self.start_from.value, kind="style") if self.start_from.value else None
+            cfg = StyleTrainConfig(arch=start.arch if start else self.arch.value,
+                                   size=int(self.train_size.value) // 8 * 8, style_size=int(self.style_size.value),
                                    style_weight=float(10 ** self.balance.value), loop=loop)
             vgg_path = self.vgg_file.value
             if not vgg_path or not str(vgg_path).strip() or not vgg_path.is_file():
@@ -608,7 +628,8 @@ class TrainStyleWidget(Container):
 
         def gen(token):
             return train_style_iter(style, out, content=content, config=cfg, vgg=vgg, name=name,
-                                    preview_image=preview_src, cancel=token)
+                                    preview_image=preview_src, cancel=token,
+                                    init_from=start.path if start else None)
 
         return self.runner.start(gen, label=f"Train {name}", on_return=done, on_yield=on_yield)
 

@@ -182,23 +182,26 @@ def cmd_models(a) -> int:
 
 
 def cmd_train(a) -> int:
-    from .engine import run_sync
+    from .engine import find_model, run_sync
     from .engine.training import LoopConfig, StyleTrainConfig, train_style_iter
 
-    style = Path(a.style)
-    if not style.is_file():
-        raise CLIError(f"{style}: no such style image")
+    styles = [Path(p) for p in a.style]
+    for style in styles:
+        if not style.is_file():
+            raise CLIError(f"{style}: no such style image")
     if a.content is not None:
         from .engine.data import image_files
 
         image_files(Path(a.content))  # raises DataError for a missing or empty folder
+    start = find_model(a.init_from, kind="style") if a.init_from else None
+    arch = a.arch or (start.arch if start is not None else "fast")
     out = Path(a.output)
     loop = LoopConfig(steps=a.steps if (a.steps or a.minutes) else 1000, minutes=a.minutes, seed=a.seed,
                       device=a.device, lr=a.lr)
-    cfg = StyleTrainConfig(arch=a.arch, size=a.size, batch_size=a.batch_size, loop=loop,
+    cfg = StyleTrainConfig(arch=arch, size=a.size, batch_size=a.batch_size, style_size=a.style_size, loop=loop,
                            **({"style_weight": a.style_weight} if a.style_weight else {}))
-
-    res = run_sync(train_style_iter(style, out, content=a.content, config=cfg, vgg=a.vgg, resume=a.resume),
+    res = run_sync(train_style_iter(styles if len(styles) > 1 else styles[0], out, content=a.content, config=cfg,
+                                    vgg=a.vgg, resume=a.resume, init_from=start.path if start else None),
                    _train_progress(a))
     return _train_report(a, res)
 
@@ -392,11 +395,15 @@ def build_parser() -> argparse.ArgumentParser:
     o.set_defaults(func=cmd_optimize)
 
     t = sub.add_parser("train", help="train a new style from a painting")
-    t.add_argument("style", help="style image file")
+    t.add_argument("style", nargs="+", help="style image file (several: one multi-style network holding them all)")
     t.add_argument("-o", "--output", required=True, help="output .safetensors")
     t.add_argument("--content", help="folder of content photos (default: scikit-image samples)")
-    t.add_argument("--arch", default="fast", choices=("fast", "classic"))
-    t.add_argument("--size", type=int, default=256)
+    t.add_argument("--arch", choices=("fast", "classic"), help="network (default: fast, or that of --init-from)")
+    t.add_argument("--init-from", metavar="MODEL", help="fine-tune an existing style model (name or path) instead of "
+                   "starting from scratch: a usable new style in far fewer steps")
+    t.add_argument("--size", type=int, default=256, help="training crop size")
+    t.add_argument("--style-size", type=int, default=512,
+                   help="shorter side the style image is resized to (smaller: larger brush strokes)")
     t.add_argument("--batch-size", type=int, default=4)
     t.add_argument("--style-weight", type=float)
     _training_options(t, lr=1e-3, vgg_help="VGG16 weights (default: $NAPARI_FAST_STYLE_VGG)")

@@ -169,3 +169,39 @@ def test_merge_styles_keeps_each_style_exactly(tmp_path):
                   - stylize(img, str(merged), style_weights={"b": 1.0}, device="cpu")).mean() > 1
     with pytest.raises(ModelError, match="at least two"):
         merge_styles([pa], tmp_path / "x.safetensors")
+
+
+def test_cli_train_fine_tunes_multi_style_and_style_size(tmp_path, vgg_path, random_model):
+    import json
+
+    from PIL import Image
+
+    from napari_fast_style.cli import main
+    from napari_fast_style.engine import read_metadata
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "photos").mkdir()
+    for i in range(2):
+        Image.fromarray((rng.random((48, 48, 3)) * 255).astype(np.uint8)).save(tmp_path / "photos" / f"p{i}.png")
+    styles = []
+    for name in ("a", "b"):
+        styles.append(tmp_path / f"{name}.png")
+        Image.fromarray((rng.random((64, 64, 3)) * 255).astype(np.uint8)).save(styles[-1])
+    common = ["--content", str(tmp_path / "photos"), "--size", "32", "--batch-size", "1", "--steps", "2",
+              "--vgg", str(vgg_path), "--device", "cpu", "--json"]
+    start = random_model("fast")
+    out = tmp_path / "tuned.safetensors"
+    assert main(["train", str(styles[0]), "-o", str(out), "--init-from", str(start), "--style-size", "48",
+                 *common]) == 0
+    recipe = read_metadata(out)["recipe"]
+    assert recipe["init_from"] == start.name and recipe["style_size"] == 48 and recipe["steps"] == 2
+    duo = tmp_path / "duo.safetensors"
+    assert main(["train", *map(str, styles), "-o", str(duo), *common]) == 0
+    assert read_metadata(duo)["styles"] == ["a", "b"]
+    # errors: an unknown start model, a single-style start for a two-style network, a tiny style size
+    assert main(["train", str(styles[0]), "-o", str(tmp_path / "x.safetensors"), "--init-from", "no-such-model",
+                 *common]) == 2
+    assert main(["train", *map(str, styles), "-o", str(tmp_path / "x.safetensors"), "--init-from", str(start),
+                 *common]) == 2
+    assert main(["train", str(styles[0]), "-o", str(tmp_path / "x.safetensors"), "--style-size", "8", *common]) == 2
+    assert not (tmp_path / "x.safetensors").exists()

@@ -220,6 +220,12 @@ def test_train_widget_trains_stops_and_model_appears(qtbot, make_napari_viewer, 
     res = w.last_result
     assert res is not None and res.cancelled and 12 <= res.steps < 500
     assert (user_models / "coffee-style.safetensors").is_file()
+    from napari_fast_style.engine import read_metadata
+    from napari_fast_style.engine.models import DEFAULT_STYLE
+
+    # by default a new style is fine-tuned from the default bundled style (faster on a CPU)
+    recipe = read_metadata(user_models / "coffee-style.safetensors")["recipe"]
+    assert recipe["init_from"] == f"{DEFAULT_STYLE}.safetensors"
     assert "training preview: coffee-style" in [ly.name for ly in viewer.layers]  # live preview layer
     assert w.plot.points["style"]  # the loss curve has data
     qtbot.waitUntil(lambda: "coffee-style" in stylize_w.model_combo.choices, timeout=5000)

@@ -179,6 +179,8 @@ class StyleTrainConfig:
             raise ValueError("training size must be a multiple of 8, at least 32")
         if self.batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        if self.style_size < 32:
+            raise ValueError("style_size must be at least 32 pixels")
         if self.style_weight <= 0 or self.content_weight < 0 or self.tv_weight < 0:
             raise ValueError("loss weights must be non-negative (style weight positive)")
 
@@ -276,6 +278,9 @@ def train_style_iter(
         start, start_entry = load_model(init_from)
         if start_entry.arch != cfg.arch:
             raise ModelError(f"cannot fine-tune a {start_entry.arch!r} model as {cfg.arch!r}")
+        if getattr(start, "n_styles", 1) != n_styles:
+            raise ModelError(f"cannot fine-tune a {start.n_styles}-style model into a {n_styles}-style one "
+                             "(merge single-style models with merge_styles first)")
         net.load_state_dict(start.state_dict())
     if preview_image is None:
         preview_t = content_set.images[0][None].float() / 255.0
