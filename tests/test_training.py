@@ -91,6 +91,12 @@ def test_train_style_api_lists_in_user_dir(user_models, vgg_path):
                        size=32, steps=2, device="cpu", vgg=vgg_path, batch_size=1, style_size=64, content_size=64)
     assert "coffee-fast" in [e.name for e in list_models("style")]
     assert stylize(data.astronaut()[:64, :64], path).shape == (64, 64, 3)
+    # fine-tune it by name: the start model's architecture is kept
+    tuned = train_style(data.coffee(), user_models / "coffee2.safetensors", content=[data.astronaut()], size=32,
+                        steps=1, device="cpu", vgg=vgg_path, batch_size=1, style_size=64, content_size=64,
+                        init_from="coffee-fast", arch="classic")
+    meta = load_model(tuned)[1].metadata
+    assert meta["arch"] == "fast" and meta["recipe"]["init_from"] == "coffee-fast.safetensors"
 
 
 def test_bad_training_inputs(tmp_path, vgg_path):

@@ -360,11 +360,20 @@ def merge_styles(models: Sequence, out_path, *, display_name: Optional[str] = No
 
 def train_style(style_image, out_path=None, *, content=None, arch: str = "fast", size: int = 256,
                 steps: Optional[int] = None, minutes: Optional[float] = None, style_weight: Optional[float] = None,
-                seed: int = 0, device: str = "auto", vgg=None, resume: bool = False, **kwargs) -> Path:
+                seed: int = 0, device: str = "auto", vgg=None, resume: bool = False, init_from=None,
+                **kwargs) -> Path:
     """Train a new style and save it; returns the model path (listed by :func:`list_models` when it
-    is in the user model dir, and accepted by :func:`stylize` as ``model=path``)."""
+    is in the user model dir, and accepted by :func:`stylize` as ``model=path``).
+
+    ``init_from``: a style model (name or path) to fine-tune instead of starting from scratch; its
+    architecture replaces ``arch``. Other keyword arguments: :class:`StyleTrainConfig` and
+    :class:`LoopConfig` fields."""
+    from .models import find_model
     from .progress import run_sync
 
+    start = find_model(init_from, kind="style") if init_from is not None else None
+    if start is not None:
+        arch = start.arch
     if steps is None and minutes is None:
         steps = 1000
     loop = LoopConfig(steps=steps, minutes=minutes, seed=seed, device=device,
@@ -375,4 +384,4 @@ def train_style(style_image, out_path=None, *, content=None, arch: str = "fast",
         stem = Path(style_image).stem if isinstance(style_image, (str, os.PathLike)) else "style"
         out_path = user_model_dir() / f"{stem}-{arch}.safetensors"
     return run_sync(train_style_iter(style_image, out_path, content=content, config=cfg, vgg=vgg,
-                                     resume=resume)).path
+                                     resume=resume, init_from=start.path if start else None)).path
