@@ -155,6 +155,21 @@ def test_tile_boxes_cover_with_overlap():
     assert tile_boxes(50, 40, 64) == [(0, 50, 0, 40)]
 
 
+def test_style_grams_in_pieces_match_the_whole_image(vgg):
+    from skimage import data
+
+    from napari_fast_style.engine.optimize import style_grams
+
+    img = torch.from_numpy(np.ascontiguousarray(data.astronaut().transpose(2, 0, 1)))[None].float() / 255
+    layers = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+    with torch.no_grad():
+        whole = style_grams(img, layers, vgg)
+        pieces = style_grams(img, layers, vgg, tile=128)  # 512x512 -> 16 pieces with context
+    for name in layers:
+        rel = float((pieces[name] - whole[name]).norm() / whole[name].norm())
+        assert rel < 1e-3, (name, rel)  # the context covers (nearly) the whole receptive field
+
+
 def test_tiled_final_level_optimises_every_tile(vgg, images):
     """A level larger than the tile is optimised tile by tile: full size, every tile counted, the
     style gap falls everywhere (each tile matched to the global style), and Stop mid-way still gives the

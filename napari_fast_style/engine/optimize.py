@@ -22,7 +22,7 @@ import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Generator, Optional, Sequence
+from typing import Callable, Generator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -119,6 +119,44 @@ def _feather(box: tuple[int, int, int, int], h: int, w: int, overlap: int) -> to
     ry = ramp(y1 - y0, y0 > 0, y1 < h)
     rx = ramp(x1 - x0, x0 > 0, x1 < w)
     return (ry[:, None] * rx[None, :])[None, None]
+
+
+STYLE_HALO = 96  # context pixels around each piece of a large style image (a multiple of the deepest stride)
+
+
+def style_grams(style: torch.Tensor, layers: Sequence[str], feats: Callable, tile: int = 0) -> dict:
+    """Gram matrices of a ``[1, 3, H, W]`` style image at ``layers``; with ``tile`` > 0 the image goes
+    through the network in a grid of about ``tile``-pixel pieces (each with ``STYLE_HALO`` pixels of
+    context, cropped off again at every layer) and their Gram matrices are averaged, weighted by their
+    positions, so a style image as large as a tiled output fits in memory too."""
+    h, w = style.shape[-2:]
+    if not tile or max(h, w) <= tile:
+        fs = feats(style)
+        return {name: gram(fs[name].float())[0] for name in layers}
+
+    def cuts(n):  # piece borders on multiples of 32 pixels, so every layer's stride divides them
+        k = math.ceil(n / tile)
+        return sorted({min(n, round(i * n / k / 32) * 32) for i in range(k)} | {n})
+
+    sums: dict = {}
+    counts: dict = {}
+    ys, xs = cuts(h), cuts(w)
+    for y0, y1 in zip(ys, ys[1:]):
+        for x0, x1 in zip(xs, xs[1:]):
+            py0, px0 = max(0, y0 - STYLE_HALO), max(0, x0 - STYLE_HALO)
+            py1, px1 = min(h, y1 + STYLE_HALO), min(w, x1 + STYLE_HALO)
+            fs = feats(style[..., py0:py1, px0:px1].contiguous())
+            for name in layers:
+                f = fs[name]
+                sy, sx = (py1 - py0) / f.shape[-2], (px1 - px0) / f.shape[-1]  # this layer's stride
+                core = f[..., round((y0 - py0) / sy):round((y1 - py0) / sy),
+                         round((x0 - px0) / sx):round((x1 - px0) / sx)]
+                n = core.shape[-2] * core.shape[-1]
+                if n == 0:
+                    continue
+                sums[name] = sums.get(name, 0) + gram(core.float())[0] * n
+                counts[name] = counts.get(name, 0) + n
+    return {name: sums[name] / counts[name] for name in layers}
 
 
 @dataclass(frozen=True)
@@ -402,10 +440,8 @@ def optimize_iter(
                 k = cfg.style_scale * min(hh, ww) / min(sh, sww)
                 st = torch.from_numpy(np.ascontiguousarray(s01.transpose(2, 0, 1)))[None].to(device)
                 st = _resize(st, (max(16, round(sh * k)), max(16, round(sww * k))))
-                fs = feats(st)
                 style_level.append((st, sw))
-                targets.append(({name: gram(fs[name].float())[0] for name in style_layers}, sw))
-            del fs
+                targets.append((style_grams(st, style_layers, feats, level_tile(*st.shape[-2:])), sw))
         if x is None:
             if cfg.init == "content":
                 x0 = c.clone()
