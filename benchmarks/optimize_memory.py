@@ -11,36 +11,34 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("NAPARI_FAST_STYLE_SHARED", ROOT.parent / "shared"))
 
 CHILD = r"""
 import json, resource, sys, time
-from pathlib import Path
 import numpy as np
 from PIL import Image
+from benchmarks.style_quality import SHARED, holdout_photos
 from napari_fast_style.engine import OptimizeConfig, optimize_iter, run_sync
-from napari_fast_style.engine.data import image_files, load_rgb, split_files
+from napari_fast_style.engine.data import load_rgb
 
-size, tile, iterations, shared = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-photo = split_files(image_files(Path(shared) / "data" / "train"))[1][0]
-content = np.asarray(Image.fromarray(load_rgb(photo)).resize((size, size), Image.BICUBIC))
-style = load_rgb(Path(shared) / "data" / "styles" / "starry_night.jpg", 512)
+size, tile, iterations = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+content = np.asarray(Image.fromarray(load_rgb(holdout_photos(1)[0])).resize((size, size), Image.BICUBIC))
+style = load_rgb(SHARED / "data" / "styles" / "starry_night.jpg", 512)
 cfg = OptimizeConfig(size=size, levels=1, iterations=iterations, tile=tile, tolerance=0, preview_every=0)
 t = time.perf_counter()
-res = run_sync(optimize_iter(content, style, cfg, network=shared + "/weights/vgg16_caffe_features.pth"))
+res = run_sync(optimize_iter(content, style, cfg, network=SHARED / "weights" / "vgg16_caffe_features.pth"))
 print(json.dumps({"seconds": time.perf_counter() - t, "peak_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
                   / 2**20, "shape": list(res.data.shape), "tiles": res.metadata["napari_fast_style"]["tiles"]}))
 """
 
 
 def run(size: int, tile: int, iterations: int) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD, str(size), str(tile), str(iterations), str(SHARED)],
+    # cwd=ROOT: the child imports ``benchmarks.style_quality`` (same held-out photo and shared/ as the others)
+    out = subprocess.run([sys.executable, "-c", CHILD, str(size), str(tile), str(iterations)],
                          capture_output=True, text=True, cwd=ROOT)
     if out.returncode != 0:
         return {"error": (out.stderr.strip().splitlines() or ["killed"])[-1]}
