@@ -24,12 +24,31 @@ def _upcast(t: torch.Tensor) -> torch.Tensor:
     return t if t.dtype in (torch.float32, torch.float64) else t.float()
 
 
+class _GramFn(torch.autograd.Function):
+    """``F F^T`` for ``[B, C, N]`` (or ``F^T F`` for ``[B, N, C]``) with a one-product backward: the
+    gradient ``(dG + dG^T) F`` instead of autograd's two products and their sum."""
+
+    @staticmethod
+    def forward(ctx, f, channels_last):
+        ctx.save_for_backward(f)
+        ctx.channels_last = channels_last
+        return torch.bmm(f.transpose(1, 2), f) if channels_last else torch.bmm(f, f.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx, g):
+        (f,) = ctx.saved_tensors
+        g = g + g.transpose(1, 2)
+        return (torch.bmm(f, g) if ctx.channels_last else torch.bmm(g, f)), None
+
+
 def gram(features: torch.Tensor) -> torch.Tensor:
     """``[B, C, H, W] -> [B, C, C]``, normalised by ``C * H * W``."""
     b, c, h, w = features.shape
-    f = _upcast(features.reshape(b, c, h * w))
+    cl = c > 1 and features.is_contiguous(memory_format=torch.channels_last) and not features.is_contiguous()
+    f = features.permute(0, 2, 3, 1).reshape(b, h * w, c) if cl else features.reshape(b, c, h * w)
+    f = _upcast(f)
     with torch.autocast(device_type=f.device.type, enabled=False):
-        return torch.bmm(f, f.transpose(1, 2)) / (c * h * w)
+        return _GramFn.apply(f, cl) / (c * h * w)
 
 
 def style_loss(features: Mapping[str, torch.Tensor], target_grams: Mapping[str, torch.Tensor],
