@@ -174,7 +174,8 @@ class OptimizeConfig:
     ``style_weight``: the style <-> content control (content weight is 1).
     ``init``: ``"matched"`` (the content in the style's colours, see :func:`match_colors`), ``"content"``,
     ``"style"`` or ``"noise"``.
-    ``time_limit``: end the run after this many seconds (the best image so far is the result, as with
+    ``time_limit``: the run takes at most this many seconds: no iteration starts that would end after
+    the limit, judged by how long the previous one took (the best image so far is the result, as with
     Stop); a laptop-friendly cap that makes the run's length predictable whatever the size.
     ``tile``: optimise each level larger than this in overlapping tiles of at most this many pixels a
     side, one after the other, so outputs larger than memory allows still work (None: automatic, tiles
@@ -347,7 +348,8 @@ def optimize_iter(
             raise ModelError("exact stylize needs VGG16 weights: pass a weights file (CLI --vgg, API network=PATH) "
                              "or set NAPARI_FAST_STYLE_VGG")
         network = load_loss_network(cfg.network, network, taps)
-    net = network.to(device).eval()
+    # channels-last activations: faster convolutions on CPUs (oneDNN) and on tensor-core GPUs
+    net = network.to(device).eval().to(memory_format=torch.channels_last)
     missing = [t for t in taps if t not in getattr(net, "taps", taps)]
     if missing:
         raise ModelError(f"the loss network lacks the layers {missing}")
@@ -359,7 +361,7 @@ def optimize_iter(
 
     def feats(x):
         with autocast(device, amp):
-            return net(x)
+            return net(x.contiguous(memory_format=torch.channels_last))
 
     def level_tile(hh, ww):
         t = cfg.tile if cfg.tile is not None else (TILE_AUTO_SIZE if hh * ww > TILE_AUTO_PIXELS else 0)
@@ -370,6 +372,7 @@ def optimize_iter(
     total = sum((cfg.iterations if i == len(sizes) - 1 else cfg.coarse_iterations) * len(b)
                 for i, b in enumerate(level_boxes))
     step = 0
+    last_iteration = [0.0]  # seconds the latest optimiser iteration took (for the time limit)
     history = []
     flags = {"cancelled": False, "timed_out": False}
 
@@ -405,10 +408,13 @@ def optimize_iter(
             if cancel is not None and cancel.cancelled:
                 flags["cancelled"] = True
                 break
-            if cfg.time_limit is not None and time.perf_counter() - t0 >= cfg.time_limit:
+            # the limit bounds the whole run: no iteration starts that would end after it (judged by the last one)
+            now = time.perf_counter()
+            if cfg.time_limit is not None and now - t0 + last_iteration[0] >= cfg.time_limit:
                 flags["timed_out"] = True
                 break
             opt.step(closure)
+            last_iteration[0] = time.perf_counter() - now
             step += 1
             parts = dict(getattr(closure, "parts", {}))
             history.append({"step": step, **info, "seconds": round(time.perf_counter() - t0, 3), **parts})

@@ -266,7 +266,7 @@ def train_style_iter(
         if path is None:
             raise ModelError("no VGG16 weights: pass vgg=PATH or set NAPARI_FAST_STYLE_VGG")
         vgg = load_vgg(path, layers)
-    vgg = vgg.to(device)
+    vgg = vgg.to(device).to(memory_format=torch.channels_last)  # faster convolutions (oneDNN, tensor cores)
     all_targets = [style_targets(vgg, _image_to_tensor(a, cfg.style_size).to(device), cfg.style_layers)
                    for a, _ in styles]
     n_styles = len(styles)
@@ -292,9 +292,9 @@ def train_style_iter(
         k = int(torch.randint(n_styles, (1,))) if n_styles > 1 else 0
         sw = torch.nn.functional.one_hot(torch.tensor(k), n_styles).float().to(x.device) if n_styles > 1 else None
         y = model(x * 255.0, sw) / 255.0
-        fy = vgg(y)
+        fy = vgg(y.contiguous(memory_format=torch.channels_last))
         with torch.no_grad():
-            fx = vgg(x)
+            fx = vgg(x.contiguous(memory_format=torch.channels_last))
         s = style_loss(fy, all_targets[k])
         c = content_loss(fy[cfg.content_layer], fx[cfg.content_layer])
         t = tv_loss(y)
