@@ -44,7 +44,7 @@ def test_stylize_files_and_options(tmp_path, random_model, capsys):
 
 @pytest.mark.parametrize("args,msg", [
     (["stylize", "missing.png", "-o", "x.png"], "no such file"),
-    (["stylize", "--sample", "-o", "x.png", "-m", "no-such-model"], "unknown model"),
+    (["stylize", "--sample", "-o", "x.png", "-m", "no-such-model"], "unknown style model"),
     (["stylize", "--sample", "-o", "x.png", "--strength", "3"], "strength"),
     (["stylize", "--sample"], "-o"),
     (["stylize", "-o", "x.png"], "input"),

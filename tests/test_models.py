@@ -112,6 +112,15 @@ def test_corrupt_and_foreign_safetensors(tmp_path):
         find_model("no-such-style")
 
 
+def test_unknown_model_message_lists_only_models_of_the_asked_kind():
+    with pytest.raises(ModelError, match="unknown style model") as style_err:
+        find_model("no-such-style", kind="style")
+    assert "starry_night-fast" in str(style_err.value) and "sr_x4" not in str(style_err.value)
+    with pytest.raises(ModelError, match="unknown sr model") as sr_err:
+        find_model("no-such-sr", kind="sr")
+    assert "sr_x4-fidelity" in str(sr_err.value) and "starry_night" not in str(sr_err.value)
+
+
 def test_user_dir_listing_skips_broken_files(user_models):
     user_models.mkdir(parents=True, exist_ok=True)
     (user_models / "broken.safetensors").write_bytes(b"garbage!")

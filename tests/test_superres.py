@@ -302,7 +302,7 @@ def test_cli_train_sr(tmp_path, capsys):
 @pytest.mark.parametrize("args,msg", [
     (["superres", "missing.png", "-o", "x.png"], "no such file"),
     (["superres", "IMG", "-o", "x.png", "--scale", "3"], "invalid choice"),
-    (["superres", "IMG", "-o", "x.png", "-m", "sharpest"], "unknown model"),
+    (["superres", "IMG", "-o", "x.png", "-m", "sharpest"], "unknown sr model"),
     (["superres", "IMG", "-o", "x.png", "-m", "missing.safetensors"], "model file not found"),
     (["superres", "IMG16", "-o", "x.png", "-m", "MODEL"], "write a .tif"),
     (["superres", "IMG", "-o", "x.png", "-m", "MODEL", "--scale", "8"], "x8 was requested"),

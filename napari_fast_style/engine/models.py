@@ -145,9 +145,9 @@ def find_model(model: Union[str, PathLike, ModelEntry], kind: Optional[str] = No
     else:
         known = list_models()
         matches = [e for e in known if e.name == str(model)]
-        if not matches:
-            names = ", ".join(e.name for e in known) or "none"
-            raise ModelError(f"unknown model {str(model)!r}; available: {names}")
+        if not matches:  # name the models that would have fitted (style models for stylize, SR for upscaling)
+            names = ", ".join(e.name for e in known if kind is None or e.kind == kind) or "none"
+            raise ModelError(f"unknown {kind + ' ' if kind else ''}model {str(model)!r}; available: {names}")
         e = matches[0]
     if kind is not None and e.kind != kind:
         raise ModelError(f"{e.name} is a {e.kind!r} model, not a {kind!r} model")
