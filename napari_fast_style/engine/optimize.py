@@ -190,7 +190,7 @@ class OptimizeConfig:
     tolerance: float = 2e-3  # a level ends when the loss fell by less than this fraction over `patience` its
     patience: int = 5
     time_limit: Optional[float] = None  # seconds from the start; the run then ends with its best image so far
-    style_weight: float = 15.0
+    style_weight: float = 25.0
     content_weight: float = 1.0
     tv_weight: float = 1.0
     network: str = "vgg16"
