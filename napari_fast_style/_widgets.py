@@ -185,7 +185,7 @@ class StylizeWidget(Container):
         self.size = SpinBox(label="resolution", min=32, max=8192, step=32, value=512)
         self.size.tooltip = "longer side of the result in pixels"
         self.time_limit = SpinBox(label="time limit (s)", min=0, max=86400, value=0)
-        self.time_limit.tooltip = "stop after this many seconds and keep the best result so far (0: no limit)"
+        self.time_limit.tooltip = "the run takes at most this many seconds and keeps the best result so far (0: no limit)"
         self.balance = FloatSlider(label="style <-> content", min=0.0, max=4.0, step=0.05,
                                    value=round(float(np.log10(OptimizeConfig.style_weight)), 2))
         self.balance.tooltip = "style weight = 10 ** value (content weight 1)"

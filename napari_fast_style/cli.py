@@ -379,11 +379,12 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--iterations", type=int, default=300, help="iterations at the final resolution")
     o.add_argument("--size", type=int, default=512, help="longer side of the result")
     o.add_argument("--time-limit", type=float, metavar="SECONDS",
-                   help="stop after this many seconds and keep the best result so far")
+                   help="the run takes at most this many seconds and keeps the best result so far")
     o.add_argument("--levels", type=int, help="coarse-to-fine levels (default: 1 up to 1024 px, +1 per doubling)")
     o.add_argument("--tile", type=int, metavar="PX", help="optimise the final level in overlapping tiles of at most "
                    "PX pixels (default: 1024 px tiles above 2048x2048; 0: never) - large results in bounded memory")
-    o.add_argument("--style-weight", type=float, help="style <-> content balance (content weight 1)")
+    o.add_argument("--style-weight", type=float,
+                   help="style <-> content balance: higher = more style (content weight 1; default 25)")
     o.add_argument("--preserve-color", action="store_true")
     o.add_argument("--optimizer", default="lbfgs", choices=("lbfgs", "adam"))
     o.add_argument("--init", default="matched", choices=("matched", "content", "style", "noise"),
