@@ -372,14 +372,14 @@ def optimize_iter(
     total = sum((cfg.iterations if i == len(sizes) - 1 else cfg.coarse_iterations) * len(b)
                 for i, b in enumerate(level_boxes))
     step = 0
-    last_iteration = [0.0]  # seconds the latest optimiser iteration took (for the time limit)
+    last_iteration = 0.0  # seconds the latest optimiser iteration took (for the time limit)
     history = []
     flags = {"cancelled": False, "timed_out": False}
 
     def run_box(x0, fc, targets, n_iter, info, compose):
         """Optimise one image (a level, or one tile of the final level); yields Progress, returns the
         best image and its losses."""
-        nonlocal step
+        nonlocal step, last_iteration
         x = x0.clone().requires_grad_(True)
         best = {"loss": math.inf, "img": x0.detach().clone(), "parts": {}}
 
@@ -410,11 +410,11 @@ def optimize_iter(
                 break
             # the limit bounds the whole run: no iteration starts that would end after it (judged by the last one)
             now = time.perf_counter()
-            if cfg.time_limit is not None and now - t0 + last_iteration[0] >= cfg.time_limit:
+            if cfg.time_limit is not None and now - t0 + last_iteration >= cfg.time_limit:
                 flags["timed_out"] = True
                 break
             opt.step(closure)
-            last_iteration[0] = time.perf_counter() - now
+            last_iteration = time.perf_counter() - now
             step += 1
             parts = dict(getattr(closure, "parts", {}))
             history.append({"step": step, **info, "seconds": round(time.perf_counter() - t0, 3), **parts})
