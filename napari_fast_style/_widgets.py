@@ -595,7 +595,7 @@ class TrainStyleWidget(Container):
             minutes = self.budget_kind.value == "minutes"
             loop = LoopConfig(steps=None if minutes else int(self.budget.value),
                               minutes=float(self.budget.value) if minutes else None, device=self.device.value,
-                              preview_every=10, checkpoint_every=50)
+                              preview_every=10, checkpoint_every=50, lr_schedule="linear")
             start = find_model(self.start_from.value, kind="style") if self.start_from.value else None
             cfg = StyleTrainConfig(arch=start.arch if start else self.arch.value,
                                    size=int(self.train_size.value) // 8 * 8, style_size=int(self.style_size.value),

@@ -197,7 +197,7 @@ def cmd_train(a) -> int:
     arch = a.arch or (start.arch if start is not None else "fast")
     out = Path(a.output)
     loop = LoopConfig(steps=a.steps if (a.steps or a.minutes) else 1000, minutes=a.minutes, seed=a.seed,
-                      device=a.device, lr=a.lr)
+                      device=a.device, lr=a.lr, lr_schedule=a.lr_schedule)
     cfg = StyleTrainConfig(arch=arch, size=a.size, batch_size=a.batch_size, style_size=a.style_size, loop=loop,
                            **({"style_weight": a.style_weight} if a.style_weight else {}))
     res = run_sync(train_style_iter(styles if len(styles) > 1 else styles[0], out, content=a.content, config=cfg,
@@ -272,7 +272,7 @@ def cmd_train_sr(a) -> int:
             raise CLIError(f"{vgg or '--vgg'}: perceptual training needs VGG16 weights (--vgg PATH or "
                            "$NAPARI_FAST_STYLE_VGG)")
     loop = LoopConfig(steps=a.steps if (a.steps or a.minutes) else 1000, minutes=a.minutes, seed=a.seed,
-                      device=a.device, lr=a.lr)
+                      device=a.device, lr=a.lr, lr_schedule=a.lr_schedule)
     cfg = SRTrainConfig(scale=a.scale, loss=a.loss, net=a.net, size=a.size, batch_size=a.batch_size, loop=loop)
     res = run_sync(train_sr_iter(out, content=a.content, config=cfg, vgg=vgg, resume=a.resume), _train_progress(a))
     return _train_report(a, res)
@@ -326,12 +326,14 @@ def cmd_optimize(a) -> int:
     return 0
 
 
-def _training_options(p: argparse.ArgumentParser, *, lr: float, vgg_help: str) -> None:
+def _training_options(p: argparse.ArgumentParser, *, lr: float, lr_schedule: str, vgg_help: str) -> None:
     """Options every training command shares: budget, optimiser, VGG, device, resume, report."""
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=int)
     budget.add_argument("--minutes", type=float)
     p.add_argument("--lr", type=float, default=lr)
+    p.add_argument("--lr-schedule", choices=("constant", "linear"), default=lr_schedule,
+                   help=f"linear: the learning rate falls to zero over the budget (default: {lr_schedule})")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--vgg", help=vgg_help)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
@@ -407,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="shorter side the style image is resized to (smaller: larger brush strokes)")
     t.add_argument("--batch-size", type=int, default=4)
     t.add_argument("--style-weight", type=float)
-    _training_options(t, lr=1e-3, vgg_help="VGG16 weights (default: $NAPARI_FAST_STYLE_VGG)")
+    _training_options(t, lr=1e-3, lr_schedule="linear", vgg_help="VGG16 weights (default: $NAPARI_FAST_STYLE_VGG)")
     t.set_defaults(func=cmd_train)
 
     r = sub.add_parser("superres", help="super-resolve an image or stack x4 or x8")
@@ -430,7 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     ts.add_argument("--net", default="standard", choices=("standard", "light"))
     ts.add_argument("--size", type=int, default=96, help="HR training crop (a multiple of the scale)")
     ts.add_argument("--batch-size", type=int, default=8)
-    _training_options(ts, lr=5e-4, vgg_help="VGG16 weights for --loss perceptual (default: $NAPARI_FAST_STYLE_VGG)")
+    _training_options(ts, lr=5e-4, lr_schedule="constant", vgg_help="VGG16 weights for --loss perceptual (default: $NAPARI_FAST_STYLE_VGG)")
     ts.set_defaults(func=cmd_train_sr)
     return p
 

@@ -1,7 +1,7 @@
 """Shared pieces of the fixed feature extractors: tap validation, sequential taps, frozen BatchNorm."""
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Optional
 
 import torch
 import torch.nn as nn
@@ -22,13 +22,22 @@ class SequentialTaps(nn.Module):
     features: nn.Sequential
     _at: dict
 
-    def forward(self, rgb01: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, rgb01: torch.Tensor, upto: Optional[str] = None) -> dict[str, torch.Tensor]:
+        """The tapped activations; ``upto``: stop after that tap (the deeper layers are not run)."""
         x = self.preprocess(rgb01)
+        last = len(self.features) - 1
+        if upto is not None:
+            at = {v: k for k, v in self._at.items()}
+            if upto not in at:
+                raise ValueError(f"upto={upto!r} is not one of this network's taps {list(at)}")
+            last = at[upto]
         out = {}
         for i, layer in enumerate(self.features):
             x = layer(x)
             if i in self._at:
                 out[self._at[i]] = x
+            if i == last:
+                break
         return out
 
 

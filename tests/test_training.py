@@ -24,7 +24,7 @@ def style_image():
 
 def cfg(steps, **kw):
     loop = LoopConfig(steps=steps, seed=0, device="cpu", precision="fp32", checkpoint_every=5, preview_every=10,
-                      lr=kw.pop("lr", 2e-3))
+                      lr=kw.pop("lr", 2e-3), lr_schedule=kw.pop("lr_schedule", "constant"))
     return StyleTrainConfig(arch="fast", size=32, batch_size=2, style_size=64, content_size=96, loop=loop, **kw)
 
 
@@ -66,6 +66,26 @@ def test_resume_continues_the_same_run(tmp_path, vgg, content, style_image):
     b = torch.load(checkpoint_path(resumed.path), weights_only=True)["model"]
     for k in a:  # fp32 checkpoints: the same run up to float reduction order
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
+
+
+def test_linear_lr_schedule_falls_to_zero_and_a_stopped_run_resumes_on_it(tmp_path, vgg, content, style_image):
+    straight = run_sync(train_style_iter(style_image, tmp_path / "a.safetensors", content=content,
+                                         config=cfg(8, lr_schedule="linear"), vgg=vgg))
+    lrs = [h["lr"] for h in straight.history]
+    assert lrs == pytest.approx([2e-3 * (1 - k / 8) for k in range(8)])
+    token = CancelToken()
+    run_sync(train_style_iter(style_image, tmp_path / "b.safetensors", content=content,
+                              config=cfg(8, lr_schedule="linear"), vgg=vgg, cancel=token),
+             lambda p: p.step == 3 and token.cancel())
+    resumed = run_sync(train_style_iter(style_image, tmp_path / "b.safetensors", content=content,
+                                        config=cfg(8, lr_schedule="linear"), vgg=vgg, resume=True))
+    assert [h["lr"] for h in resumed.history] == pytest.approx(lrs)
+    a = torch.load(checkpoint_path(straight.path), weights_only=True)["model"]
+    b = torch.load(checkpoint_path(resumed.path), weights_only=True)["model"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        LoopConfig(steps=1, lr_schedule="cosine")
 
 
 def test_stopped_run_leaves_a_loadable_model_and_no_temp_files(tmp_path, vgg, content, style_image):
@@ -201,9 +221,11 @@ def test_cli_train_fine_tunes_multi_style_and_style_size(tmp_path, vgg_path, ran
                  *common]) == 0
     recipe = read_metadata(out)["recipe"]
     assert recipe["init_from"] == start.name and recipe["style_size"] == 48 and recipe["steps"] == 2
+    assert recipe["loop"]["lr_schedule"] == "linear"  # the default for style training
     duo = tmp_path / "duo.safetensors"
-    assert main(["train", *map(str, styles), "-o", str(duo), *common]) == 0
+    assert main(["train", *map(str, styles), "-o", str(duo), "--lr-schedule", "constant", *common]) == 0
     assert read_metadata(duo)["styles"] == ["a", "b"]
+    assert read_metadata(duo)["recipe"]["loop"]["lr_schedule"] == "constant"
     # errors: an unknown start model, a single-style start for a two-style network, a tiny style size
     assert main(["train", str(styles[0]), "-o", str(tmp_path / "x.safetensors"), "--init-from", "no-such-model",
                  *common]) == 2

@@ -17,6 +17,16 @@ def test_taps_and_shapes(vgg):
     assert VGG16_TAPS["relu5_3"] == 29 and VGG16_TAPS["relu2_2"] == 8
 
 
+def test_upto_stops_after_a_tap_with_the_same_activations(vgg):
+    x = torch.rand(1, 3, 32, 32)
+    full, part = vgg(x), vgg(x, upto="relu3_3")
+    assert list(part) == ["relu1_2", "relu2_2", "relu3_3"]
+    for k in part:
+        torch.testing.assert_close(part[k], full[k], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="not one of this network's taps"):
+        vgg(x, upto="relu5_3")
+
+
 def test_caffe_preprocessing_matches_reference(vgg_path):
     """The caffe convention reproduces the yardstick's own preprocessing (BGR, 0..255, mean)."""
     pre = Preprocess("caffe")

@@ -37,6 +37,10 @@ class LoopConfig:
     steps: Optional[int] = None
     minutes: Optional[float] = None
     lr: float = 1e-3
+    #: "constant", or "linear": the learning rate falls linearly to zero over the budget (steps or
+    #: minutes, whichever is nearer its end), the schedule budget-limited training does best with
+    #: (Li et al. 2020, "Budgeted Training")
+    lr_schedule: str = "constant"
     seed: int = 0
     checkpoint_every: int = 100
     preview_every: int = 50
@@ -50,6 +54,8 @@ class LoopConfig:
             raise ValueError("steps must be >= 1")
         if self.minutes is not None and self.minutes <= 0:
             raise ValueError("minutes must be > 0")
+        if self.lr_schedule not in ("constant", "linear"):
+            raise ValueError(f"lr_schedule must be 'constant' or 'linear', got {self.lr_schedule!r}")
 
 
 @dataclass
@@ -122,6 +128,10 @@ def train_loop(
         if cancel is not None and cancel.cancelled:
             cancelled = True
             break
+        if cfg.lr_schedule == "linear":
+            done = max(step / cfg.steps if cfg.steps else 0.0, elapsed / budget_s)
+            for g in opt.param_groups:
+                g["lr"] = cfg.lr * max(0.0, 1.0 - done)
         batch = batch_fn(gen).to(device)
         with autocast(device, amp):
             loss, parts = loss_fn(net, batch)
@@ -131,7 +141,7 @@ def train_loop(
         step += 1
         elapsed = time.perf_counter() - t0
         parts = {k: float(v) for k, v in parts.items()}
-        history.append({"step": step, "seconds": round(elapsed, 3), **parts})
+        history.append({"step": step, "seconds": round(elapsed, 3), "lr": opt.param_groups[0]["lr"], **parts})
         preview = None
         if preview_fn is not None and cfg.preview_every and step % cfg.preview_every == 0:
             net.eval()
@@ -172,7 +182,7 @@ class StyleTrainConfig:
     style_size: int = 512
     content_size: int = 512
     scale_range: tuple = (0.75, 1.25)
-    loop: LoopConfig = field(default_factory=lambda: LoopConfig(steps=1000))
+    loop: LoopConfig = field(default_factory=lambda: LoopConfig(steps=1000, lr_schedule="linear"))
 
     def __post_init__(self):
         if self.size < 32 or self.size % 8:
@@ -294,7 +304,7 @@ def train_style_iter(
         y = model(x * 255.0, sw) / 255.0
         fy = vgg(y.contiguous(memory_format=torch.channels_last))
         with torch.no_grad():
-            fx = vgg(x.contiguous(memory_format=torch.channels_last))
+            fx = vgg(x.contiguous(memory_format=torch.channels_last), upto=cfg.content_layer)
         s = style_loss(fy, all_targets[k])
         c = content_loss(fy[cfg.content_layer], fx[cfg.content_layer])
         t = tv_loss(y)
@@ -367,7 +377,8 @@ def train_style(style_image, out_path=None, *, content=None, arch: str = "fast",
 
     ``init_from``: a style model (name or path) to fine-tune instead of starting from scratch; its
     architecture replaces ``arch``. Other keyword arguments: :class:`StyleTrainConfig` and
-    :class:`LoopConfig` fields."""
+    :class:`LoopConfig` fields; the learning rate (``lr``, default 1e-3) falls linearly to zero over
+    the budget unless ``lr_schedule="constant"``."""
     from .models import find_model
     from .progress import run_sync
 
@@ -377,7 +388,8 @@ def train_style(style_image, out_path=None, *, content=None, arch: str = "fast",
     if steps is None and minutes is None:
         steps = 1000
     loop = LoopConfig(steps=steps, minutes=minutes, seed=seed, device=device,
-                      **{k: kwargs.pop(k) for k in list(kwargs) if k in LoopConfig.__dataclass_fields__})
+                      **{"lr_schedule": "linear",
+                         **{k: kwargs.pop(k) for k in list(kwargs) if k in LoopConfig.__dataclass_fields__}})
     cfg = StyleTrainConfig(arch=arch, size=size, loop=loop,
                            **({"style_weight": style_weight} if style_weight is not None else {}), **kwargs)
     if out_path is None:
