@@ -505,6 +505,8 @@ class TrainStyleWidget(Container):
         self.style_size.tooltip = "shorter side the style image is resized to: smaller gives larger brush strokes"
         self.budget_kind = RadioButtons(label="budget", choices=["steps", "minutes"], value="minutes")
         self.budget = SpinBox(label="amount", min=1, max=100000, value=10)
+        self.budget.tooltip = ("steps or minutes of training; the learning rate falls to zero over this budget, "
+                               "so the model saved at the end has settled (Stop saves it as it is)")
         self.balance = FloatSlider(label="style <-> content", min=0.0, max=2.0, step=0.1, value=0.7)
         self.balance.tooltip = "style weight = 10 ** value (content weight 1)"
         self.model_name = LineEdit(label="model name", value="my-style")

@@ -29,7 +29,7 @@ def main(argv=None) -> int:
     content = None
     # "init_from": fine-tune from another bundled model (a file in src_models/weights) instead of from scratch
     previous = out.parent / r["init_from"] if r.get("init_from") else None
-    if r.get("merge_from"):  # multi-style: start from the bundled single-style models, merged
+    if r.get("merge_from") and not a.start_stage:  # multi-style: start from the bundled single-style models, merged
         from napari_fast_style.engine import merge_styles
 
         previous = merge_styles([out.parent / f for f in r["merge_from"]], out.with_suffix(".merged.safetensors"))
