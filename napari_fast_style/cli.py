@@ -432,7 +432,8 @@ def build_parser() -> argparse.ArgumentParser:
     ts.add_argument("--net", default="standard", choices=("standard", "light"))
     ts.add_argument("--size", type=int, default=96, help="HR training crop (a multiple of the scale)")
     ts.add_argument("--batch-size", type=int, default=8)
-    _training_options(ts, lr=5e-4, lr_schedule="constant", vgg_help="VGG16 weights for --loss perceptual (default: $NAPARI_FAST_STYLE_VGG)")
+    _training_options(ts, lr=5e-4, lr_schedule="constant",
+                      vgg_help="VGG16 weights for --loss perceptual (default: $NAPARI_FAST_STYLE_VGG)")
     ts.set_defaults(func=cmd_train_sr)
     return p
 
