@@ -580,6 +580,7 @@ class TrainStyleWidget(Container):
     def train(self, *_):
         from .engine import LoopConfig, StyleTrainConfig, find_model, load_vgg, train_style_iter, user_model_dir
         from .engine.models import NAME_RE
+        from .engine.training import STYLE_LR_SCHEDULE
 
         layer = self.style_layer.value
         if layer is None:
@@ -597,7 +598,7 @@ class TrainStyleWidget(Container):
             minutes = self.budget_kind.value == "minutes"
             loop = LoopConfig(steps=None if minutes else int(self.budget.value),
                               minutes=float(self.budget.value) if minutes else None, device=self.device.value,
-                              preview_every=10, checkpoint_every=50, lr_schedule="linear")
+                              preview_every=10, checkpoint_every=50, lr_schedule=STYLE_LR_SCHEDULE)
             start = find_model(self.start_from.value, kind="style") if self.start_from.value else None
             cfg = StyleTrainConfig(arch=start.arch if start else self.arch.value,
                                    size=int(self.train_size.value) // 8 * 8, style_size=int(self.style_size.value),

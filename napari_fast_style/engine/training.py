@@ -28,6 +28,9 @@ from .progress import CancelToken, Progress, atomic_write
 log = logging.getLogger(__name__)
 
 STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+#: the schedule style training uses unless told otherwise (API, Train widget; the CLI's ``train`` default,
+#: kept free of a torch import at parse time, says the same)
+STYLE_LR_SCHEDULE = "linear"
 
 
 @dataclass(frozen=True)
@@ -182,7 +185,7 @@ class StyleTrainConfig:
     style_size: int = 512
     content_size: int = 512
     scale_range: tuple = (0.75, 1.25)
-    loop: LoopConfig = field(default_factory=lambda: LoopConfig(steps=1000, lr_schedule="linear"))
+    loop: LoopConfig = field(default_factory=lambda: LoopConfig(steps=1000, lr_schedule=STYLE_LR_SCHEDULE))
 
     def __post_init__(self):
         if self.size < 32 or self.size % 8:
@@ -388,7 +391,7 @@ def train_style(style_image, out_path=None, *, content=None, arch: str = "fast",
     if steps is None and minutes is None:
         steps = 1000
     loop = LoopConfig(steps=steps, minutes=minutes, seed=seed, device=device,
-                      **{"lr_schedule": "linear",
+                      **{"lr_schedule": STYLE_LR_SCHEDULE,
                          **{k: kwargs.pop(k) for k in list(kwargs) if k in LoopConfig.__dataclass_fields__}})
     cfg = StyleTrainConfig(arch=arch, size=size, loop=loop,
                            **({"style_weight": style_weight} if style_weight is not None else {}), **kwargs)
