@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+WEIGHTS = ROOT / "src_models" / "weights"
 
 
 def parser(doc: str) -> argparse.ArgumentParser:
@@ -28,4 +29,4 @@ def setup(a: argparse.Namespace) -> tuple[dict, Path]:
 
         torch.set_num_threads(a.threads)
     r = json.loads(a.recipe.read_text())
-    return r, a.out or (ROOT / "src_models" / "weights" / r["output"])
+    return r, a.out or (WEIGHTS / r["output"])

@@ -6,33 +6,92 @@ A multi-style recipe lists several paintings and ``merge_from``: the bundled sin
 merge (:func:`napari_fast_style.engine.merge_styles`) as the starting point. Data root: ``--data``
 (default ``../shared/data`` beside the repository). The held-out split of the photographs
 (``napari_fast_style.engine.data.is_holdout``) is never trained on.
+
+Bundled models get retrained, so a start file named today may not be the one a recipe was trained from.
+``start_sha256`` pins each start file (``{"file name": sha256}``): a file that differs is looked up in the
+repository's git history (``git log`` of that file) and the matching version is used, with a log line
+saying so; when no version matches, the runner stops with exit code 2 before training anything.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
-from ._common import parser, setup
+from ._common import WEIGHTS, parser, setup
+
+
+class RecipeError(Exception):
+    """A recipe that cannot be run as written (exit code 2)."""
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def start_file(weights: Path, name: str, expected: str | None, scratch: Path) -> Path:
+    """The start file ``name`` (in ``weights``) as it was when the recipe was trained.
+
+    ``expected``: its sha256 from the recipe (``None``: take the file as it is). A file that differs is
+    searched for in git history (newest first); the matching version is written to ``scratch``.
+    """
+    path = weights / name
+    if expected is None or (path.is_file() and _sha256(path.read_bytes()) == expected):
+        if not path.is_file():
+            raise RecipeError(f"start file not found: {path}")
+        return path
+    try:
+        commits = subprocess.run(["git", "-C", str(weights), "log", "--format=%H", "--", name],
+                                 capture_output=True, text=True, check=True).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        commits = []
+    for c in commits:
+        blob = subprocess.run(["git", "-C", str(weights), "show", f"{c}:./{name}"], capture_output=True)
+        if blob.returncode == 0 and _sha256(blob.stdout) == expected:
+            out = scratch / name
+            out.write_bytes(blob.stdout)
+            logging.info("%s changed since this recipe was trained: using its version of commit %s", name, c[:10])
+            return out
+    raise RecipeError(f"{path} is not the file this recipe was trained from (sha256 {expected[:12]}...) and no "
+                      "version in its git history matches; train that model from its own recipe first")
 
 
 def main(argv=None) -> int:
     p = parser(__doc__)
     p.add_argument("--start-stage", type=int, default=0, help="skip stages before this one (their outputs exist)")
+    p.add_argument("--weights", type=Path, default=WEIGHTS,
+                   help="where init_from / merge_from start files are (default: src_models/weights)")
     a = p.parse_args(argv)
     r, out = setup(a)
+    with tempfile.TemporaryDirectory() as scratch:
+        try:
+            return run(a, r, out, Path(scratch))
+        except RecipeError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+
+
+def run(a, r: dict, out: Path, scratch: Path) -> int:
     from napari_fast_style.engine.data import ContentSet
     from napari_fast_style.engine.training import LoopConfig, StyleTrainConfig, train_style_iter
 
     stages = r.get("stages") or [{"config": r.get("config", {}), "loop": r.get("loop", {})}]
     content = None
+    pins = r.get("start_sha256", {})
+    previous = None
     # "init_from": fine-tune from another bundled model (a file in src_models/weights) instead of from scratch
-    previous = out.parent / r["init_from"] if r.get("init_from") else None
+    if r.get("init_from") and not a.start_stage:
+        previous = start_file(a.weights, r["init_from"], pins.get(r["init_from"]), scratch)
     if r.get("merge_from") and not a.start_stage:  # multi-style: start from the bundled single-style models, merged
         from napari_fast_style.engine import merge_styles
 
-        previous = merge_styles([out.parent / f for f in r["merge_from"]], out.with_suffix(".merged.safetensors"))
+        previous = merge_styles([start_file(a.weights, f, pins.get(f), scratch) for f in r["merge_from"]],
+                                out.with_suffix(".merged.safetensors"))
     # "style": one painting, or a list of paintings for one multi-style (conditional instance norm) network
     style = ([a.data / "styles" / f for f in r["style"]] if isinstance(r["style"], list)
              else a.data / "styles" / r["style"])
@@ -69,10 +128,10 @@ def main(argv=None) -> int:
     if mix:  # weight-space interpolation between two stages (Wortsman et al. 2022, "WiSE-FT")
         from napari_fast_style.engine import load_model, save_model
 
-        a, _ = load_model(out.with_suffix(f".stage{mix['from_stage']}.safetensors"))
+        first, _ = load_model(out.with_suffix(f".stage{mix['from_stage']}.safetensors"))
         b, entry = load_model(out.with_suffix(f".stage{len(stages) - 1}.safetensors"))
         alpha = float(mix["alpha"])
-        sa, sb = a.state_dict(), b.state_dict()
+        sa, sb = first.state_dict(), b.state_dict()
         b.load_state_dict({k: (1 - alpha) * sa[k] + alpha * sb[k] for k in sb})
         meta = entry.metadata
         save_model(b, out, kind="style", arch=meta["arch"], display_name=meta["display_name"],

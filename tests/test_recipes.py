@@ -1,0 +1,113 @@
+"""The recipe runner (``python -m src_models.recipes.train``): start files pinned by sha256 resolve to the
+version the recipe was trained from, from git history when the file has changed since; a start file that
+matches no version stops the run with exit code 2 before anything is trained."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import subprocess
+
+import pytest
+
+from src_models.recipes._common import WEIGHTS
+from src_models.recipes.train import main as train_recipe
+from src_models.recipes.train import start_file
+
+from .conftest import SHARED, random_style_net
+
+RECIPES = sorted((WEIGHTS.parent / "recipes").glob("*.json"))
+
+
+def sha(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def git(repo, *args) -> str:
+    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.fixture
+def weights_repo(tmp_path):
+    """A git repository holding base.safetensors in two versions (v1 committed, then v2 committed)."""
+    from napari_fast_style.engine import save_model
+
+    repo = tmp_path / "weights"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    versions = []
+    for seed in (1, 2):
+        p = save_model(random_style_net("fast", seed=seed), repo / "base.safetensors", kind="style", arch="fast",
+                       display_name=f"v{seed}", styles=("s",), half=False)
+        git(repo, "add", "base.safetensors")
+        git(repo, "commit", "-q", "-m", f"v{seed}")
+        versions.append((sha(p), git(repo, "rev-parse", "HEAD")))
+    return repo, versions
+
+
+def tiny_recipe(tmp_path, **extra) -> str:
+    r = {"style": "starry_night.jpg", "name": "tiny", "output": "tiny.safetensors", "content_limit": 2, **extra,
+         "config": {"arch": "fast", "size": 32, "batch_size": 1, "style_size": 64, "content_size": 64},
+         "loop": {"steps": 1, "lr": 1e-3, "checkpoint_every": 0, "preview_every": 0}}
+    p = tmp_path / "tiny.json"
+    p.write_text(json.dumps(r))
+    return str(p)
+
+
+def run(tmp_path, recipe, weights, vgg_path):
+    return train_recipe([recipe, "--data", str(SHARED / "data"), "--vgg", str(vgg_path), "--out",
+                         str(tmp_path / "out" / "tiny.safetensors"), "--weights", str(weights)])
+
+
+def test_changed_start_file_is_taken_from_git_history(tmp_path, weights_repo, vgg_path, caplog):
+    repo, [(v1, c1), (v2, _)] = weights_repo
+    assert sha(repo / "base.safetensors") == v2
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    old = start_file(repo, "base.safetensors", v1, scratch)
+    assert old == scratch / "base.safetensors" and sha(old) == v1
+    assert start_file(repo, "base.safetensors", v2, scratch) == repo / "base.safetensors"
+    assert start_file(repo, "base.safetensors", None, scratch) == repo / "base.safetensors"
+    # end to end: the runner trains from v1 and says so
+    (tmp_path / "out").mkdir()
+    recipe = tiny_recipe(tmp_path, init_from="base.safetensors", start_sha256={"base.safetensors": v1})
+    with caplog.at_level(logging.INFO):
+        assert run(tmp_path, recipe, repo, vgg_path) == 0
+    assert f"using its version of commit {c1[:10]}" in caplog.text
+    assert (tmp_path / "out" / "tiny.safetensors").is_file()
+    assert sha(repo / "base.safetensors") == v2  # the checkout is left as it was
+
+
+@pytest.mark.parametrize("case", ["no version matches", "missing"])
+def test_unresolvable_start_file_exits_2_before_training(tmp_path, weights_repo, vgg_path, capsys, case):
+    repo, _ = weights_repo
+    name = "base.safetensors" if case == "no version matches" else "absent.safetensors"
+    pin = {name: "0" * 64} if case == "no version matches" else {}
+    (tmp_path / "out").mkdir()
+    recipe = tiny_recipe(tmp_path, init_from=name, start_sha256=pin)
+    assert run(tmp_path, recipe, repo, vgg_path) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and name in err
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.parametrize("recipe", [p for p in RECIPES if {"init_from", "merge_from"} & json.loads(p.read_text()).keys()],
+                         ids=lambda p: p.stem)
+def test_bundled_recipes_pin_their_start_files(recipe, tmp_path):
+    """Every bundled recipe that starts from another bundled model pins it, and the pinned version exists
+    (in the tree or in git history), so the recipe retrains from what it was trained from."""
+    r = json.loads(recipe.read_text())
+    files = ([r["init_from"]] if r.get("init_from") else []) + r.get("merge_from", [])
+    assert sorted(r.get("start_sha256", {})) == sorted(files)
+    for f in files:
+        if sha(WEIGHTS / f) != r["start_sha256"][f] and not full_history():
+            pytest.skip(f"{f} changed since {recipe.name} was trained; its pinned version needs the git history")
+        assert sha(start_file(WEIGHTS, f, r["start_sha256"][f], tmp_path)) == r["start_sha256"][f]
+
+
+def full_history() -> bool:
+    try:
+        return git(WEIGHTS, "rev-parse", "--is-shallow-repository") == "false"
+    except (OSError, subprocess.CalledProcessError):
+        return False
