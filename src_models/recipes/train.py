@@ -58,7 +58,8 @@ def start_file(weights: Path, name: str, expected: str | None, scratch: Path) ->
             logging.info("%s changed since this recipe was trained: using its version of commit %s", name, c[:10])
             return out
     raise RecipeError(f"{path} is not the file this recipe was trained from (sha256 {expected[:12]}...) and no "
-                      "version in its git history matches; train that model from its own recipe first")
+                      "version in its git history matches; put that version back, or delete its start_sha256 entry to start "
+                      "from the file as it is now")
 
 
 def main(argv=None) -> int:
