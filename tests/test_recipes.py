@@ -111,3 +111,9 @@ def full_history() -> bool:
         return git(WEIGHTS, "rev-parse", "--is-shallow-repository") == "false"
     except (OSError, subprocess.CalledProcessError):
         return False
+
+
+def test_missing_recipe_exits_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        train_recipe([str(tmp_path / "nope.json")])
+    assert e.value.code == 2 and "no such recipe" in capsys.readouterr().err

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,5 +29,8 @@ def setup(a: argparse.Namespace) -> tuple[dict, Path]:
         import torch
 
         torch.set_num_threads(a.threads)
+    if not a.recipe.is_file():
+        print(f"error: no such recipe: {a.recipe}", file=sys.stderr)
+        raise SystemExit(2)
     r = json.loads(a.recipe.read_text())
     return r, a.out or (WEIGHTS / r["output"])
