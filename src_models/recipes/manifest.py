@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+from ._common import WEIGHTS
 
 
 def main() -> int:
