@@ -9,6 +9,7 @@ import logging
 import subprocess
 
 import pytest
+import torch
 
 from src_models.recipes._common import WEIGHTS
 from src_models.recipes.train import main as train_recipe
@@ -117,3 +118,62 @@ def test_missing_recipe_exits_2(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         train_recipe([str(tmp_path / "nope.json")])
     assert e.value.code == 2 and "no such recipe" in capsys.readouterr().err
+
+
+def staged_recipe(tmp_path, n: int, **extra) -> str:
+    stage = {"config": {"arch": "fast", "size": 32, "batch_size": 1, "style_size": 64, "content_size": 64},
+             "loop": {"steps": 1, "lr": 1e-2, "checkpoint_every": 0, "preview_every": 0}}
+    stages = [json.loads(json.dumps(stage)) for _ in range(n)]
+    for i, s in enumerate(stages):
+        s["loop"]["seed"] = i
+        s.update(extra.pop(f"stage{i}", {}))
+    p = tmp_path / "staged.json"
+    p.write_text(json.dumps({"style": "starry_night.jpg", "name": "tiny", "output": "tiny.safetensors",
+                             "content_limit": 2, "stages": stages, **extra}))
+    return str(p)
+
+
+def state(path):
+    from napari_fast_style.engine import load_model
+
+    return {k: v.float() for k, v in load_model(path)[0].state_dict().items()}
+
+
+def test_stage_interpolation_is_the_next_stage_start(tmp_path, vgg_path):
+    """A stage's ``interpolate`` blends it with an earlier stage in weight space; the blend is that stage's
+    output and the start of the next stage (so a recipe can go on training after an interpolation)."""
+    out = tmp_path / "out"
+    recipe = staged_recipe(tmp_path, 3, stage1={"interpolate": {"from_stage": 0, "alpha": 0.25}})
+    assert run(tmp_path, recipe, tmp_path, vgg_path) == 0
+    s0, trained, s1 = (state(out / f"tiny.stage{k}.safetensors") for k in ("0", "1.trained", "1"))
+    moved = 0
+    for k in s1:
+        expected = 0.75 * s0[k] + 0.25 * trained[k]
+        assert torch.allclose(s1[k], expected, rtol=2e-3, atol=2e-3), k
+        moved += bool((s0[k] - trained[k]).abs().max() > 1e-2)
+    assert moved > 0  # stage 1 trained away from stage 0, so the blend is not either of them
+    # stage 2 started from the blend: running stage 2 alone from it gives the same file
+    again = tmp_path / "again"
+    again.mkdir()
+    for k in (0, 1):
+        (again / f"tiny.stage{k}.safetensors").write_bytes((out / f"tiny.stage{k}.safetensors").read_bytes())
+    assert train_recipe([recipe, "--data", str(SHARED / "data"), "--vgg", str(vgg_path), "--out",
+                         str(again / "tiny.safetensors"), "--start-stage", "2"]) == 0
+    a, b = state(out / "tiny.safetensors"), state(again / "tiny.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_top_level_interpolation_blends_the_last_stage(tmp_path, vgg_path):
+    out = tmp_path / "out"
+    recipe = staged_recipe(tmp_path, 2, interpolate={"from_stage": 0, "alpha": 0.5})
+    assert run(tmp_path, recipe, tmp_path, vgg_path) == 0
+    s0, trained, final = (state(out / f"tiny{k}.safetensors") for k in (".stage0", ".stage1.trained", ""))
+    assert all(torch.allclose(final[k], 0.5 * s0[k] + 0.5 * trained[k], rtol=2e-3, atol=2e-3) for k in final)
+
+
+@pytest.mark.parametrize("from_stage", [1, 2, -1])
+def test_interpolation_from_a_later_stage_exits_2(tmp_path, vgg_path, capsys, from_stage):
+    recipe = staged_recipe(tmp_path, 2, stage1={"interpolate": {"from_stage": from_stage, "alpha": 0.5}})
+    assert run(tmp_path, recipe, tmp_path, vgg_path) == 2
+    assert "from_stage must name an earlier stage" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []

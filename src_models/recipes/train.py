@@ -11,6 +11,11 @@ Bundled models get retrained, so a start file named today may not be the one a r
 ``start_sha256`` pins each start file (``{"file name": sha256}``): a file that differs is looked up in the
 repository's git history (``git log`` of that file) and the matching version is used, with a log line
 saying so; when no version matches, the runner stops with exit code 2 before training anything.
+
+A stage may end with ``"interpolate": {"from_stage": k, "alpha": a}``: its trained weights are blended with
+stage ``k``'s output in weight space, ``(1 - a) * stage_k + a * trained`` (Wortsman et al. 2022, "WiSE-FT"),
+and the blend is that stage's output, the start of the next stage. A top-level ``interpolate`` (older
+recipes) means the same on the last stage.
 """
 from __future__ import annotations
 
@@ -96,10 +101,17 @@ def run(a, r: dict, out: Path, scratch: Path) -> int:
     # "style": one painting, or a list of paintings for one multi-style (conditional instance norm) network
     style = ([a.data / "styles" / f for f in r["style"]] if isinstance(r["style"], list)
              else a.data / "styles" / r["style"])
+    if r.get("interpolate"):  # older recipes: one interpolation, after the last stage
+        stages = [*stages[:-1], {**stages[-1], "interpolate": r["interpolate"]}]
+    for i, stage in enumerate(stages):
+        mix = stage.get("interpolate")
+        if mix is not None and not 0 <= int(mix["from_stage"]) < i:
+            raise RecipeError(f"stage {i}: interpolate from_stage must name an earlier stage, not {mix['from_stage']}")
     histories = []
     for i, stage in enumerate(stages):
+        target = out if i == len(stages) - 1 else out.with_suffix(f".stage{i}.safetensors")
         if a.start_stage and i < a.start_stage:
-            previous = out.with_suffix(f".stage{i}.safetensors")
+            previous = target
             continue
         loop = LoopConfig(**stage.get("loop", {}))
         cfg = StyleTrainConfig(**{k: tuple(v) if isinstance(v, list) else v
@@ -109,9 +121,9 @@ def run(a, r: dict, out: Path, scratch: Path) -> int:
             content = ContentSet.from_folder(a.data / "train", cfg.content_size, exclude_holdout=0.1,
                                              limit=r.get("content_limit"))
             logging.info("%d content images loaded in %.1f s", len(content), time.perf_counter() - t)
-        last = i == len(stages) - 1 and not r.get("interpolate")
-        target = out if last else out.with_suffix(f".stage{i}.safetensors")
-        gen = train_style_iter(style, target, content=content, config=cfg, vgg=a.vgg,
+        mix = stage.get("interpolate")
+        trained = out.with_suffix(f".stage{i}.trained.safetensors") if mix else target
+        gen = train_style_iter(style, trained, content=content, config=cfg, vgg=a.vgg,
                                name=r.get("name"), resume=a.resume and i == len(stages) - 1, init_from=previous)
         while True:
             try:
@@ -124,26 +136,30 @@ def run(a, r: dict, out: Path, scratch: Path) -> int:
                              " ".join(f"{k} {v:.4f}" for k, v in pr.losses.items()))
         logging.info("stage %d: saved %s after %d steps, %.0f s", i, res.path, res.steps, res.seconds)
         histories.append(res.history)
-        previous = res.path
-    mix = r.get("interpolate")
-    if mix:  # weight-space interpolation between two stages (Wortsman et al. 2022, "WiSE-FT")
-        from napari_fast_style.engine import load_model, save_model
-
-        first, _ = load_model(out.with_suffix(f".stage{mix['from_stage']}.safetensors"))
-        b, entry = load_model(out.with_suffix(f".stage{len(stages) - 1}.safetensors"))
-        alpha = float(mix["alpha"])
-        sa, sb = first.state_dict(), b.state_dict()
-        b.load_state_dict({k: (1 - alpha) * sa[k] + alpha * sb[k] for k in sb})
-        meta = entry.metadata
-        save_model(b, out, kind="style", arch=meta["arch"], display_name=meta["display_name"],
-                   styles=tuple(meta["styles"]), recipe={**meta["recipe"], "stages": stages, "interpolate": mix})
-        logging.info("interpolated stage %d and stage %d (alpha %.2f) -> %s", mix["from_stage"], len(stages) - 1,
-                     alpha, out)
+        if mix:
+            k = int(mix["from_stage"])
+            _interpolate(out.with_suffix(f".stage{k}.safetensors"), res.path, float(mix["alpha"]), target,
+                         stages[:i + 1])
+            logging.info("interpolated stage %d and stage %d (alpha %.2f) -> %s", k, i, float(mix["alpha"]), target)
+        previous = target
     if r.get("merge_from"):
         out.with_suffix(".merged.safetensors").unlink(missing_ok=True)
     if histories:
         out.with_suffix(".history.json").write_text(json.dumps(histories))
     return 0
+
+
+def _interpolate(first: Path, trained: Path, alpha: float, out: Path, stages: list) -> None:
+    """Weight-space blend ``(1 - alpha) * first + alpha * trained`` saved as ``out`` (Wortsman et al. 2022)."""
+    from napari_fast_style.engine import load_model, save_model
+
+    a, _ = load_model(first)
+    b, entry = load_model(trained)
+    sa, sb = a.state_dict(), b.state_dict()
+    b.load_state_dict({k: (1 - alpha) * sa[k] + alpha * sb[k] for k in sb})
+    meta = entry.metadata
+    save_model(b, out, kind="style", arch=meta["arch"], display_name=meta["display_name"],
+               styles=tuple(meta["styles"]), recipe={**meta["recipe"], "stages": stages})
 
 
 if __name__ == "__main__":
