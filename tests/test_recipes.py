@@ -1,6 +1,7 @@
 """The recipe runner (``python -m src_models.recipes.train``): start files pinned by sha256 resolve to the
 version the recipe was trained from, from git history when the file has changed since; a start file that
-matches no version stops the run with exit code 2 before anything is trained."""
+matches no version stops the run with exit code 2 before anything is trained. A stage's ``interpolate``
+blends it with an earlier stage, and that blend is what the next stage starts from."""
 from __future__ import annotations
 
 import hashlib
