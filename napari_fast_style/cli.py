@@ -181,6 +181,15 @@ def cmd_models(a) -> int:
     raise CLIError("models: choose list, import or info")
 
 
+def _style_weights_arg(text: str):
+    """``--style-weight``: ``W`` or ``W1,W2,...`` (one per style image)."""
+    try:
+        weights = tuple(float(w) for w in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number or comma-separated numbers: {text!r}") from None
+    return weights[0] if len(weights) == 1 else weights
+
+
 def cmd_train(a) -> int:
     from .engine import find_model, run_sync
     from .engine.training import LoopConfig, StyleTrainConfig, train_style_iter
@@ -408,7 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--style-size", type=int, default=512,
                    help="shorter side the style image is resized to (smaller: larger brush strokes)")
     t.add_argument("--batch-size", type=int, default=4)
-    t.add_argument("--style-weight", type=float)
+    t.add_argument("--style-weight", type=_style_weights_arg, metavar="W[,W...]",
+                   help="style <-> content balance (default 5); several style images: one number, or one "
+                   "per image (comma-separated, in their order)")
     _training_options(t, lr=1e-3, lr_schedule="linear", vgg_help="VGG16 weights (default: $NAPARI_FAST_STYLE_VGG)")
     t.set_defaults(func=cmd_train)
 

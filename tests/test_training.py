@@ -167,6 +167,27 @@ def test_multi_style_network_blends(tmp_path, vgg, content):
     assert np.abs(mid - r).mean() > 1 and np.abs(mid - b).mean() > 1
 
 
+def test_multi_style_network_takes_a_style_weight_per_style(tmp_path, vgg, content):
+    """One style weight per style: each step's total is its style loss times the weight of the style
+    drawn for it (both weights get used), and a wrong count stops before training."""
+    rng = np.random.default_rng(1)
+    a, b = ((rng.random((64, 64, 3)) * 255).astype(np.uint8) for _ in range(2))
+    config = cfg(8, style_weight=(2.0, 7.0))
+    seen = set()
+    for p in train_style_iter([(a, "a"), (b, "b")], tmp_path / "duo.safetensors", content=content, config=config,
+                              vgg=vgg):
+        l = p.losses
+        seen.add(round((l["total"] - l["content"] - config.tv_weight * l["tv"]) / l["style"], 2))
+    assert seen == {2.0, 7.0}
+    assert config.style_weights(2) == (2.0, 7.0) and cfg(1, style_weight=3.0).style_weights(2) == (3.0, 3.0)
+    with pytest.raises(ValueError, match="3 style weights for 2 style images"):
+        run_sync(train_style_iter([(a, "a"), (b, "b")], tmp_path / "x.safetensors", content=content,
+                                  config=cfg(2, style_weight=(1.0, 2.0, 3.0)), vgg=vgg))
+    with pytest.raises(ValueError, match="style weight positive"):
+        cfg(2, style_weight=(1.0, 0.0))
+    assert not (tmp_path / "x.safetensors").exists()
+
+
 def test_merge_styles_keeps_each_style_exactly(tmp_path):
     """Two single-style models from one parent (same convolutions, own norm affines) merge into one
     multi-style model whose one-hot styles reproduce each parent model's output."""
@@ -226,10 +247,14 @@ def test_cli_train_fine_tunes_multi_style_and_style_size(tmp_path, vgg_path, ran
     assert main(["train", *map(str, styles), "-o", str(duo), "--lr-schedule", "constant", *common]) == 0
     assert read_metadata(duo)["styles"] == ["a", "b"]
     assert read_metadata(duo)["recipe"]["loop"]["lr_schedule"] == "constant"
+    assert main(["train", *map(str, styles), "-o", str(duo), "--style-weight", "2,7", *common]) == 0
+    assert read_metadata(duo)["recipe"]["style_weight"] == [2.0, 7.0]
     # errors: an unknown start model, a single-style start for a two-style network, a tiny style size
     assert main(["train", str(styles[0]), "-o", str(tmp_path / "x.safetensors"), "--init-from", "no-such-model",
                  *common]) == 2
     assert main(["train", *map(str, styles), "-o", str(tmp_path / "x.safetensors"), "--init-from", str(start),
                  *common]) == 2
     assert main(["train", str(styles[0]), "-o", str(tmp_path / "x.safetensors"), "--style-size", "8", *common]) == 2
+    assert main(["train", *map(str, styles), "-o", str(tmp_path / "x.safetensors"), "--style-weight", "2,7,9",
+                 *common]) == 2
     assert not (tmp_path / "x.safetensors").exists()

@@ -12,7 +12,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Generator, Optional, Sequence
+from typing import Callable, Generator, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -171,13 +171,15 @@ class StyleTrainConfig:
 
     ``style_weight`` is the style <-> content control: the weight of the (relative) style loss
     against a content weight of 1. Losses are relative (see :mod:`.losses`), so the same number means
-    the same balance at any size.
+    the same balance at any size. A multi-style network may take one weight per style image (in their
+    order): each style then gets its own balance, since paintings differ in how far they pull a photo.
     """
 
     arch: str = "fast"
     size: int = 256
     batch_size: int = 4
-    style_weight: float = 5.0
+    #: one number, or one per style image (a multi-style network)
+    style_weight: Union[float, tuple] = 5.0
     content_weight: float = 1.0
     tv_weight: float = 1.0
     content_layer: str = "relu3_3"
@@ -194,8 +196,24 @@ class StyleTrainConfig:
             raise ValueError("batch_size must be >= 1")
         if self.style_size < 32:
             raise ValueError("style_size must be at least 32 pixels")
-        if self.style_weight <= 0 or self.content_weight < 0 or self.tv_weight < 0:
+        if isinstance(self.style_weight, list):
+            object.__setattr__(self, "style_weight", tuple(self.style_weight))
+        weights = self.style_weights()
+        if not weights or min(weights) <= 0 or self.content_weight < 0 or self.tv_weight < 0:
             raise ValueError("loss weights must be non-negative (style weight positive)")
+
+    def style_weights(self, n_styles: Optional[int] = None) -> tuple:
+        """The style weight of each style: one number repeated, or the per-style ones (checked
+        against ``n_styles`` when given)."""
+        sw = self.style_weight
+        weights = tuple(float(w) for w in sw) if isinstance(sw, (list, tuple)) else (float(sw),)
+        if n_styles is None:
+            return weights
+        if len(weights) == 1:
+            return weights * n_styles
+        if len(weights) != n_styles:
+            raise ValueError(f"{len(weights)} style weights for {n_styles} style images: give one, or one per style")
+        return weights
 
 
 def style_targets(vgg, style_rgb01: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -271,6 +289,7 @@ def train_style_iter(
         else:
             styles.append((np.asarray(item), label or (name if not multi else f"style{k + 1}") or out_path.stem))
     style_name = name or (styles[0][1] if not multi else out_path.stem)
+    style_weights = cfg.style_weights(len(styles))
     content_set = resolve_content(content, cfg.content_size)
     device = resolve_device(cfg.loop.device)
     layers = tuple(dict.fromkeys((*cfg.style_layers, cfg.content_layer)))
@@ -311,7 +330,7 @@ def train_style_iter(
         s = style_loss(fy, all_targets[k])
         c = content_loss(fy[cfg.content_layer], fx[cfg.content_layer])
         t = tv_loss(y)
-        total = cfg.style_weight * s + cfg.content_weight * c + cfg.tv_weight * t
+        total = style_weights[k] * s + cfg.content_weight * c + cfg.tv_weight * t
         return total, {"total": total.detach(), "style": s.detach(), "content": c.detach(), "tv": t.detach()}
 
     def batch_fn(gen):
@@ -372,14 +391,15 @@ def merge_styles(models: Sequence, out_path, *, display_name: Optional[str] = No
 
 
 def train_style(style_image, out_path=None, *, content=None, arch: str = "fast", size: int = 256,
-                steps: Optional[int] = None, minutes: Optional[float] = None, style_weight: Optional[float] = None,
+                steps: Optional[int] = None, minutes: Optional[float] = None, style_weight=None,
                 seed: int = 0, device: str = "auto", vgg=None, resume: bool = False, init_from=None,
                 **kwargs) -> Path:
     """Train a new style and save it; returns the model path (listed by :func:`list_models` when it
     is in the user model dir, and accepted by :func:`stylize` as ``model=path``).
 
-    ``init_from``: a style model (name or path) to fine-tune instead of starting from scratch; its
-    architecture replaces ``arch``. Other keyword arguments: :class:`StyleTrainConfig` and
+    ``style_weight``: the style <-> content balance (default 5); with a list of style images, one
+    number or one per image. ``init_from``: a style model (name or path) to fine-tune instead of
+    starting from scratch; its architecture replaces ``arch``. Other keyword arguments: :class:`StyleTrainConfig` and
     :class:`LoopConfig` fields; the learning rate (``lr``, default 1e-3) falls linearly to zero over
     the budget unless ``lr_schedule="constant"``."""
     from .models import find_model
