@@ -400,8 +400,8 @@ def train_style(style_image, out_path=None, *, content=None, arch: str = "fast",
     ``style_weight``: the style <-> content balance (default 5); with a list of style images, one
     number or one per image. ``init_from``: a style model (name or path) to fine-tune instead of
     starting from scratch; its architecture replaces ``arch``. Other keyword arguments:
-    :class:`StyleTrainConfig` and :class:`LoopConfig` fields; the learning rate (``lr``, default 1e-3) falls linearly to zero over
-    the budget unless ``lr_schedule="constant"``."""
+    :class:`StyleTrainConfig` and :class:`LoopConfig` fields; the learning rate (``lr``, default 1e-3)
+    falls linearly to zero over the budget unless ``lr_schedule="constant"``."""
     from .models import find_model
     from .progress import run_sync
 
