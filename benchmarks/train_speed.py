@@ -1,7 +1,8 @@
 """Training speed: gap closed against wall time for a style network trained from scratch.
 
     python benchmarks/train_speed.py [--style great_wave] [--minutes 2.5 5 10] [--style-weight 4]
-                                     [--arch fast] [--device auto] [--n 8] [--no-baseline] [--json]
+                                     [--arch fast] [--size 256] [--batch-size 4] [--device auto] [--n 8]
+                                     [--no-baseline] [--json]
 
 Each budget in ``--minutes`` is its own run from scratch (the learning rate falls to zero over that
 budget, as in the product's ``train_style``), on the training split of ``shared/data/train`` with the
@@ -33,13 +34,15 @@ SHARED = style_quality.SHARED
 
 
 def train_once(style: Path, out: Path, content, vgg, *, arch: str, minutes: float, style_weight: float,
-               device: str, lr_schedule: str = "linear", content_layer: str = "relu3_3", seed: int = 0) -> dict:
+               device: str, lr_schedule: str = "linear", content_layer: str = "relu3_3", seed: int = 0,
+               size: int = 256, batch_size: int = 4) -> dict:
     from napari_fast_style.engine.progress import run_sync
     from napari_fast_style.engine.training import LoopConfig, StyleTrainConfig, train_style_iter
 
     loop = LoopConfig(minutes=minutes, lr_schedule=lr_schedule, seed=seed, device=device,
                       checkpoint_every=10 ** 9, preview_every=0)
-    cfg = StyleTrainConfig(arch=arch, style_weight=style_weight, content_layer=content_layer, loop=loop)
+    cfg = StyleTrainConfig(arch=arch, style_weight=style_weight, content_layer=content_layer, size=size,
+                           batch_size=batch_size, loop=loop)
     res = run_sync(train_style_iter(str(style), out, content=content, config=cfg, vgg=vgg))
     last = res.history[-1] if res.history else {}
     return {"path": str(res.path), "steps": res.steps, "seconds": round(res.seconds, 1),
@@ -54,6 +57,8 @@ def main(argv=None) -> int:
     ap.add_argument("--style-weight", type=float, default=4.0)
     ap.add_argument("--arch", default="fast")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--size", type=int, default=256, help="training crop size")
+    ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--n", type=int, default=8, help="held-out photos to measure on")
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--keep", type=Path, help="keep the trained models in this folder")
@@ -72,7 +77,8 @@ def main(argv=None) -> int:
     vgg = load_vgg(SHARED / "weights" / "vgg16_caffe_features.pth")
     content = ContentSet.from_folder(SHARED / "data" / "train", exclude_holdout=0.1)
     photos = style_quality.holdout_photos(a.n)
-    runs = [{"label": f"{a.arch}, from scratch, lr 1e-3 falling to 0", "arch": a.arch, "minutes": m,
+    crops = "" if (a.size, a.batch_size) == (256, 4) else f", {a.size} px x{a.batch_size}"
+    runs = [{"label": f"{a.arch}, from scratch, lr 1e-3 falling to 0{crops}", "arch": a.arch, "minutes": m,
              "lr_schedule": "linear", "content_layer": "relu3_3"} for m in sorted(a.minutes)]
     if not a.no_baseline:
         runs.append({"label": "baseline: classic, constant lr 1e-3, content relu2_2", "arch": "classic",
@@ -86,7 +92,7 @@ def main(argv=None) -> int:
             out = folder / f"{style.stem}-{r['arch']}-{r['minutes']:g}min{'-baseline' if r.get('baseline') else ''}.safetensors"
             t = train_once(style, out, content, vgg, arch=r["arch"], minutes=r["minutes"],
                            style_weight=a.style_weight, device=a.device, lr_schedule=r["lr_schedule"],
-                           content_layer=r["content_layer"])
+                           content_layer=r["content_layer"], size=a.size, batch_size=a.batch_size)
             q = style_quality.evaluate(str(out), photos, Path(tmp))[0]
             rows.append({**r, **t, "gap_closed": q["gap_closed"], "content_distance": q["content_distance"]})
             print(f"[{k + 1}/{len(runs)}] {r['label']}, {r['minutes']:g} min: {t['steps']} steps, "
