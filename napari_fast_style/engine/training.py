@@ -78,6 +78,17 @@ def _atomic_torch_save(obj, path: Path) -> None:
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
+def param_groups(net: torch.nn.Module, lr: float) -> list[dict]:
+    """Adam parameter groups: one, plus one per learning-rate multiplier the network asks for
+    (``net.lr_scales()``: ``{parameter name: multiplier}``, e.g. a wide final layer)."""
+    scales = net.lr_scales() if hasattr(net, "lr_scales") else {}
+    groups = [{"params": [p for n, p in net.named_parameters() if n not in scales], "lr_scale": 1.0}]
+    by_name = dict(net.named_parameters())
+    for n, s in scales.items():
+        groups.append({"params": [by_name[n]], "lr": lr * s, "lr_scale": float(s)})
+    return groups
+
+
 def train_loop(
     net: torch.nn.Module,
     loss_fn: Callable[[torch.nn.Module, torch.Tensor], tuple[torch.Tensor, dict]],
@@ -101,7 +112,7 @@ def train_loop(
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     net.to(device).train()
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    opt = torch.optim.Adam(param_groups(net, cfg.lr), lr=cfg.lr)
     ckpt = checkpoint_path(out_path)
     step, elapsed, history = 0, 0.0, []
     if resume:
@@ -111,7 +122,11 @@ def train_loop(
         if fingerprint is not None and state.get("fingerprint") != fingerprint:
             raise ModelError(f"{ckpt.name} belongs to a different training setup; start a new run or use the same settings")
         net.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
+        try:
+            opt.load_state_dict(state["optimizer"])
+        except ValueError as e:  # parameter groups differ: a checkpoint of an older version of this loop
+            raise ModelError(f"{ckpt.name} was written by another version of the training loop ({e}); "
+                             "start a new run (fine-tune from its model file instead)") from None
         gen.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         step, elapsed = int(state["step"]), float(state["elapsed"])
@@ -134,7 +149,7 @@ def train_loop(
         if cfg.lr_schedule == "linear":
             done = max(step / cfg.steps if cfg.steps else 0.0, elapsed / budget_s)
             for g in opt.param_groups:
-                g["lr"] = cfg.lr * max(0.0, 1.0 - done)
+                g["lr"] = cfg.lr * g.get("lr_scale", 1.0) * max(0.0, 1.0 - done)
         batch = batch_fn(gen).to(device)
         with autocast(device, amp):
             loss, parts = loss_fn(net, batch)
