@@ -82,11 +82,9 @@ def param_groups(net: torch.nn.Module, lr: float) -> list[dict]:
     """Adam parameter groups: one, plus one per learning-rate multiplier the network asks for
     (``net.lr_scales()``: ``{parameter name: multiplier}``, e.g. a wide final layer)."""
     scales = net.lr_scales() if hasattr(net, "lr_scales") else {}
-    groups = [{"params": [p for n, p in net.named_parameters() if n not in scales], "lr_scale": 1.0}]
-    by_name = dict(net.named_parameters())
-    for n, s in scales.items():
-        groups.append({"params": [by_name[n]], "lr": lr * s, "lr_scale": float(s)})
-    return groups
+    named = dict(net.named_parameters())
+    return ([{"params": [p for n, p in named.items() if n not in scales], "lr_scale": 1.0}]
+            + [{"params": [named[n]], "lr": lr * s, "lr_scale": float(s)} for n, s in scales.items()])
 
 
 def train_loop(
