@@ -27,14 +27,14 @@ def example(tile: int = 256) -> None:
 
     bundled = [e for e in list_models("style") if e.source == "bundled"]
     models = [e for e in bundled if e.arch != "classic"]
-    photos = (data.astronaut(), np.asarray(Image.fromarray(data.coffee()).resize((512, 341)))[:, 85:426])
-    photos = [np.asarray(Image.fromarray(img).resize((tile, tile), Image.BICUBIC)) for img in photos]
+    originals = (data.astronaut(), np.asarray(Image.fromarray(data.coffee()).resize((512, 341)))[:, 85:426])
+    photos = [np.asarray(Image.fromarray(img).resize((tile, tile), Image.BICUBIC)) for img in originals]
     _sheet(photos, [e.name for e in models], [e.name.removesuffix("-fast") for e in models], tile,
            DOCS / "stylize_example.jpg")
     # the classic models beside their fast twins: one row per painting
     classic = [e.name for e in bundled if e.arch == "classic"]
     if classic:
-        _pairs(photos, classic, tile * 3 // 4, DOCS / "classic_vs_fast.jpg")
+        _pairs(originals, classic, tile * 3 // 4, DOCS / "classic_vs_fast.jpg")
 
 
 def _sheet(photos, models: list, labels: list, tile: int, out: Path) -> None:
