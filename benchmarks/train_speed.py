@@ -35,14 +35,14 @@ SHARED = style_quality.SHARED
 
 def train_once(style: Path, out: Path, content, vgg, *, arch: str, minutes: float, style_weight: float,
                device: str, lr_schedule: str = "linear", content_layer: str = "relu3_3", seed: int = 0,
-               size: int = 256, batch_size: int = 4) -> dict:
+               size: int = 256, batch_size: int = 4, style_norm: str = "none") -> dict:
     from napari_fast_style.engine.progress import run_sync
     from napari_fast_style.engine.training import LoopConfig, StyleTrainConfig, train_style_iter
 
     loop = LoopConfig(minutes=minutes, lr_schedule=lr_schedule, seed=seed, device=device,
                       checkpoint_every=10 ** 9, preview_every=0)
     cfg = StyleTrainConfig(arch=arch, style_weight=style_weight, content_layer=content_layer, size=size,
-                           batch_size=batch_size, loop=loop)
+                           batch_size=batch_size, style_norm=style_norm, loop=loop)
     res = run_sync(train_style_iter(str(style), out, content=content, config=cfg, vgg=vgg))
     last = res.history[-1] if res.history else {}
     return {"path": str(res.path), "steps": res.steps, "seconds": round(res.seconds, 1),
@@ -59,6 +59,8 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--size", type=int, default=256, help="training crop size")
     ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--style-norm", choices=("none", "photo"), default="none",
+                    help="photo: each photo's style loss over its own distance from the painting (not the baseline)")
     ap.add_argument("--n", type=int, default=8, help="held-out photos to measure on")
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--keep", type=Path, help="keep the trained models in this folder")
@@ -78,6 +80,7 @@ def main(argv=None) -> int:
     content = ContentSet.from_folder(SHARED / "data" / "train", exclude_holdout=0.1)
     photos = style_quality.holdout_photos(a.n)
     crops = "" if (a.size, a.batch_size) == (256, 4) else f", {a.size} px x{a.batch_size}"
+    crops += ", style loss per photo" if a.style_norm == "photo" else ""
     runs = [{"label": f"{a.arch}, from scratch, lr 1e-3 falling to 0{crops}", "arch": a.arch, "minutes": m,
              "lr_schedule": "linear", "content_layer": "relu3_3"} for m in sorted(a.minutes)]
     if not a.no_baseline:
@@ -92,7 +95,8 @@ def main(argv=None) -> int:
             out = folder / f"{style.stem}-{r['arch']}-{r['minutes']:g}min{'-baseline' if r.get('baseline') else ''}.safetensors"
             t = train_once(style, out, content, vgg, arch=r["arch"], minutes=r["minutes"],
                            style_weight=a.style_weight, device=a.device, lr_schedule=r["lr_schedule"],
-                           content_layer=r["content_layer"], size=a.size, batch_size=a.batch_size)
+                           content_layer=r["content_layer"], size=a.size, batch_size=a.batch_size,
+                           style_norm="none" if r.get("baseline") else a.style_norm)
             q = style_quality.evaluate(str(out), photos, Path(tmp))[0]
             rows.append({**r, **t, "gap_closed": q["gap_closed"], "content_distance": q["content_distance"]})
             print(f"[{k + 1}/{len(runs)}] {r['label']}, {r['minutes']:g} min: {t['steps']} steps, "

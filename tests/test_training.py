@@ -88,6 +88,20 @@ def test_linear_lr_schedule_falls_to_zero_and_a_stopped_run_resumes_on_it(tmp_pa
         LoopConfig(steps=1, lr_schedule="cosine")
 
 
+def test_photo_normalised_style_loss_trains_and_is_recorded(tmp_path, vgg, content, style_image):
+    with pytest.raises(ValueError, match="style_norm"):
+        StyleTrainConfig(style_norm="gram")
+    plain = run_sync(train_style_iter(style_image, tmp_path / "plain.safetensors", content=content, config=cfg(4),
+                                      vgg=vgg))
+    norm = run_sync(train_style_iter(style_image, tmp_path / "norm.safetensors", content=content,
+                                     config=cfg(4, style_norm="photo"), vgg=vgg))
+    # the same seed and crops: the first step's losses are the same, the updates (weighted per photo) are not
+    assert norm.history[0]["style"] == pytest.approx(plain.history[0]["style"], rel=1e-5)
+    assert norm.history[-1]["style"] != pytest.approx(plain.history[-1]["style"], rel=1e-6)
+    assert all(np.isfinite(h["total"]) for h in norm.history)
+    assert load_model(norm.path)[1].metadata["recipe"]["style_norm"] == "photo"
+
+
 def test_stopped_run_leaves_a_loadable_model_and_no_temp_files(tmp_path, vgg, content, style_image):
     token = CancelToken()
 
@@ -239,9 +253,10 @@ def test_cli_train_fine_tunes_multi_style_and_style_size(tmp_path, vgg_path, ran
     start = random_model("fast")
     out = tmp_path / "tuned.safetensors"
     assert main(["train", str(styles[0]), "-o", str(out), "--init-from", str(start), "--style-size", "48",
-                 *common]) == 0
+                 "--style-norm", "photo", *common]) == 0
     recipe = read_metadata(out)["recipe"]
     assert recipe["init_from"] == start.name and recipe["style_size"] == 48 and recipe["steps"] == 2
+    assert recipe["style_norm"] == "photo"
     assert recipe["loop"]["lr_schedule"] == "linear"  # the default for style training
     duo = tmp_path / "duo.safetensors"
     assert main(["train", *map(str, styles), "-o", str(duo), "--lr-schedule", "constant", *common]) == 0

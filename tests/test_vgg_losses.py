@@ -80,6 +80,17 @@ def test_losses_closed_form():
     assert float(style_loss({"x": 2 * a}, g)) == pytest.approx(9.0)  # (4G - G)^2 / G^2
 
 
+def test_style_loss_per_image():
+    a = torch.ones(1, 2, 3, 3, dtype=torch.float64)
+    g = {"x": gram(a)[0]}
+    batch = torch.cat([a, 2 * a, 3 * a])  # Gram 1x, 4x, 9x the target's: relative errors 0, 9, 64
+    per_image = style_loss({"x": batch}, g, reduction="none")
+    assert per_image.tolist() == pytest.approx([0.0, 9.0, 64.0])
+    assert float(style_loss({"x": batch}, g)) == pytest.approx(73.0 / 3)
+    with pytest.raises(ValueError, match="reduction"):
+        style_loss({"x": batch}, g, reduction="sum")
+
+
 def test_losses_gradcheck():
     torch.manual_seed(0)
     y = torch.rand(1, 3, 5, 4, dtype=torch.float64, requires_grad=True)

@@ -52,11 +52,14 @@ def gram(features: torch.Tensor) -> torch.Tensor:
 
 
 def style_loss(features: Mapping[str, torch.Tensor], target_grams: Mapping[str, torch.Tensor],
-               layer_weights: Optional[Mapping[str, float]] = None) -> torch.Tensor:
-    """Weighted mean over layers of the relative squared Gram error, averaged over the batch.
+               layer_weights: Optional[Mapping[str, float]] = None, reduction: str = "mean") -> torch.Tensor:
+    """Weighted mean over layers of the relative squared Gram error, averaged over the batch
+    (``reduction="none"``: one value per image, ``[B]``).
 
     ``target_grams[name]`` is ``[C, C]`` (one style) or ``[B, C, C]`` (one target per image).
     """
+    if reduction not in ("mean", "none"):
+        raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
     total, wsum = 0.0, 0.0
     for name, g_s in target_grams.items():
         w = 1.0 if layer_weights is None else float(layer_weights.get(name, 0.0))
@@ -68,11 +71,12 @@ def style_loss(features: Mapping[str, torch.Tensor], target_grams: Mapping[str, 
             g_s = g_s.unsqueeze(0)
         num = ((g_y - g_s) ** 2).sum(dim=(1, 2))
         den = (g_s ** 2).sum(dim=(1, 2)).clamp_min(1e-20)
-        total = total + w * (num / den).mean()
+        total = total + w * (num / den)
         wsum += w
     if wsum == 0.0:
         raise ValueError("style_loss needs at least one layer with a non-zero weight")
-    return total / wsum
+    per_image = total / wsum
+    return per_image if reduction == "none" else per_image.mean()
 
 
 def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

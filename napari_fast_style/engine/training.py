@@ -200,6 +200,10 @@ class StyleTrainConfig:
     style_size: int = 512
     content_size: int = 512
     scale_range: tuple = (0.75, 1.25)
+    #: "photo": each image's style loss is divided by its photo's own style distance (how far the photo was
+    #: from the painting), so every photo is pulled the same *fraction* of its way, as the gap-closed yardstick
+    #: measures; a running mean of those distances keeps the style weight on the same scale. "none": plain mean.
+    style_norm: str = "none"
     loop: LoopConfig = field(default_factory=lambda: LoopConfig(steps=1000, lr_schedule=STYLE_LR_SCHEDULE))
 
     def __post_init__(self):
@@ -209,6 +213,8 @@ class StyleTrainConfig:
             raise ValueError("batch_size must be >= 1")
         if self.style_size < 32:
             raise ValueError("style_size must be at least 32 pixels")
+        if self.style_norm not in ("none", "photo"):
+            raise ValueError(f"style_norm must be 'none' or 'photo', got {self.style_norm!r}")
         if isinstance(self.style_weight, list):
             object.__setattr__(self, "style_weight", tuple(self.style_weight))
         weights = self.style_weights()
@@ -332,6 +338,9 @@ def train_style_iter(
     else:
         preview_t = _image_to_tensor(preview_image, 256)
 
+    photo_norm = cfg.style_norm == "photo"
+    photo_scale: list = [None] * n_styles  # running mean of the photos' own style distance, per style
+
     def loss_fn(model, x):
         # several styles (Dumoulin et al. 2017): one style per step, drawn from the seeded torch RNG
         k = int(torch.randint(n_styles, (1,))) if n_styles > 1 else 0
@@ -339,11 +348,19 @@ def train_style_iter(
         y = model(x * 255.0, sw) / 255.0
         fy = vgg(y.contiguous(memory_format=torch.channels_last))
         with torch.no_grad():
-            fx = vgg(x.contiguous(memory_format=torch.channels_last), upto=cfg.content_layer)
-        s = style_loss(fy, all_targets[k])
+            fx = vgg(x.contiguous(memory_format=torch.channels_last), upto=None if photo_norm else cfg.content_layer)
+        per_image = style_loss(fy, all_targets[k], reduction="none")
+        s = per_image.mean()
+        s_opt = s
+        if photo_norm:
+            with torch.no_grad():
+                own = style_loss(fx, all_targets[k], reduction="none").clamp_min(1e-6)
+                m = float(own.mean())
+                photo_scale[k] = m if photo_scale[k] is None else 0.98 * photo_scale[k] + 0.02 * m
+            s_opt = (per_image / own).mean() * photo_scale[k]
         c = content_loss(fy[cfg.content_layer], fx[cfg.content_layer])
         t = tv_loss(y)
-        total = style_weights[k] * s + cfg.content_weight * c + cfg.tv_weight * t
+        total = style_weights[k] * s_opt + cfg.content_weight * c + cfg.tv_weight * t
         return total, {"total": total.detach(), "style": s.detach(), "content": c.detach(), "tv": t.detach()}
 
     def batch_fn(gen):
