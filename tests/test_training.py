@@ -54,12 +54,14 @@ def test_training_lowers_style_loss_on_held_out_crops(tmp_path, vgg, content, st
     assert entry.metadata["recipe"]["size"] == 32 and entry.metadata["recipe"]["steps"] == 40
 
 
-def test_resume_continues_the_same_run(tmp_path, vgg, content, style_image):
-    straight = run_sync(train_style_iter(style_image, tmp_path / "a.safetensors", content=content, config=cfg(10),
-                                         vgg=vgg))
-    run_sync(train_style_iter(style_image, tmp_path / "b.safetensors", content=content, config=cfg(5), vgg=vgg))
-    resumed = run_sync(train_style_iter(style_image, tmp_path / "b.safetensors", content=content, config=cfg(10),
-                                        vgg=vgg, resume=True))
+@pytest.mark.parametrize("style_norm", ["none", "photo"])
+def test_resume_continues_the_same_run(tmp_path, vgg, content, style_image, style_norm):
+    straight = run_sync(train_style_iter(style_image, tmp_path / "a.safetensors", content=content,
+                                         config=cfg(10, style_norm=style_norm), vgg=vgg))
+    run_sync(train_style_iter(style_image, tmp_path / "b.safetensors", content=content,
+                              config=cfg(5, style_norm=style_norm), vgg=vgg))
+    resumed = run_sync(train_style_iter(style_image, tmp_path / "b.safetensors", content=content,
+                                        config=cfg(10, style_norm=style_norm), vgg=vgg, resume=True))
     assert resumed.steps == 10
     assert [h["step"] for h in resumed.history] == list(range(1, 11))
     a = torch.load(checkpoint_path(straight.path), weights_only=True)["model"]

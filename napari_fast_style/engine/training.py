@@ -202,7 +202,7 @@ class StyleTrainConfig:
     scale_range: tuple = (0.75, 1.25)
     #: "photo": each image's style loss is divided by its photo's own style distance (how far the photo was
     #: from the painting), so every photo is pulled the same *fraction* of its way, as the gap-closed yardstick
-    #: measures; a running mean of those distances keeps the style weight on the same scale. "none": plain mean.
+    #: measures; their mean over 8 seeded crops keeps the style weight on the same scale. "none": plain mean.
     style_norm: str = "none"
     loop: LoopConfig = field(default_factory=lambda: LoopConfig(steps=1000, lr_schedule=STYLE_LR_SCHEDULE))
 
@@ -339,7 +339,12 @@ def train_style_iter(
         preview_t = _image_to_tensor(preview_image, 256)
 
     photo_norm = cfg.style_norm == "photo"
-    photo_scale: list = [None] * n_styles  # running mean of the photos' own style distance, per style
+    photo_scale = None
+    if photo_norm:  # the photos' mean own style distance (per style), from fixed seeded crops: resume-safe
+        probe = content_set.batch(8, cfg.size, torch.Generator().manual_seed(cfg.loop.seed), cfg.scale_range)
+        with torch.no_grad():
+            fp = vgg(probe.to(device).contiguous(memory_format=torch.channels_last))
+            photo_scale = [float(style_loss(fp, t)) for t in all_targets]
 
     def loss_fn(model, x):
         # several styles (Dumoulin et al. 2017): one style per step, drawn from the seeded torch RNG
@@ -355,8 +360,6 @@ def train_style_iter(
         if photo_norm:
             with torch.no_grad():
                 own = style_loss(fx, all_targets[k], reduction="none").clamp_min(1e-6)
-                m = float(own.mean())
-                photo_scale[k] = m if photo_scale[k] is None else 0.98 * photo_scale[k] + 0.02 * m
             s_opt = (per_image / own).mean() * photo_scale[k]
         c = content_loss(fy[cfg.content_layer], fx[cfg.content_layer])
         t = tv_loss(y)
