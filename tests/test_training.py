@@ -101,7 +101,10 @@ def test_photo_normalised_style_loss_trains_and_is_recorded(tmp_path, vgg, conte
     assert norm.history[0]["style"] == pytest.approx(plain.history[0]["style"], rel=1e-5)
     assert norm.history[-1]["style"] != pytest.approx(plain.history[-1]["style"], rel=1e-6)
     assert all(np.isfinite(h["total"]) for h in norm.history)
-    assert load_model(norm.path)[1].metadata["recipe"]["style_norm"] == "photo"
+    recipe = load_model(norm.path)[1].metadata["recipe"]
+    assert recipe["style_norm"] == "photo"
+    # the scale: the mean own distance of the seeded probe crops, recorded with the model
+    assert len(recipe["photo_scale"]) == 1 and 0 < recipe["photo_scale"][0] < 10
 
 
 def test_stopped_run_leaves_a_loadable_model_and_no_temp_files(tmp_path, vgg, content, style_image):
