@@ -1,4 +1,6 @@
 """Short real training runs on the real VGG16: the style loss falls, resume continues, stop is clean."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -103,8 +105,12 @@ def test_photo_normalised_style_loss_trains_and_is_recorded(tmp_path, vgg, conte
     assert all(np.isfinite(h["total"]) for h in norm.history)
     recipe = load_model(norm.path)[1].metadata["recipe"]
     assert recipe["style_norm"] == "photo"
-    # the scale: the mean own distance of the seeded probe crops, recorded with the model
+    # the scale: the mean own distance of fixed probe crops, recorded with the model, the same whatever the seed
     assert len(recipe["photo_scale"]) == 1 and 0 < recipe["photo_scale"][0] < 10
+    c = cfg(1, style_norm="photo")
+    other = run_sync(train_style_iter(style_image, tmp_path / "seed7.safetensors", content=content, vgg=vgg,
+                                      config=replace(c, loop=replace(c.loop, seed=7))))
+    assert load_model(other.path)[1].metadata["recipe"]["photo_scale"] == recipe["photo_scale"]
 
 
 def test_stopped_run_leaves_a_loadable_model_and_no_temp_files(tmp_path, vgg, content, style_image):
@@ -283,8 +289,6 @@ def test_cli_train_fine_tunes_multi_style_and_style_size(tmp_path, vgg_path, ran
 def test_classic_trains_stably_from_scratch_at_the_default_rate(tmp_path, vgg, content, style_image):
     """``classic``'s wide final layer (9x9 over 32 channels, x255) gets a proportionally lower rate; at the
     rate ``fast`` trains at, its first Adam steps threw the output far out of range (style loss up ~100x)."""
-    from dataclasses import replace
-
     from napari_fast_style.engine.training import param_groups
     from src_models import transformer_net
 
