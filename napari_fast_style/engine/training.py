@@ -347,14 +347,14 @@ def train_style_iter(
     if photo_norm:  # the photos' mean own style distance (per style), from fixed seeded crops: resume-safe
         # the distances spread widely (std ~0.6 of the mean): with crops drawn from the run's seed, 8 (or 32)
         # of them moved the effective style weight by up to 16 % (14 %) between seeds
-        gen, sums = torch.Generator().manual_seed(PHOTO_PROBE_SEED), torch.zeros(n_styles, dtype=torch.float64)
+        gen, sums = torch.Generator().manual_seed(PHOTO_PROBE_SEED), [0.0] * n_styles
         with torch.no_grad():
             for _ in range(PHOTO_PROBE // 8):
                 probe = content_set.batch(8, cfg.size, gen, cfg.scale_range)
                 fp = vgg(probe.to(device).contiguous(memory_format=torch.channels_last))
-                sums += torch.tensor([float(style_loss(fp, t, reduction="none").sum()) for t in all_targets],
-                                     dtype=torch.float64)
-        photo_scale = (sums / (PHOTO_PROBE // 8 * 8)).tolist()
+                for k, t in enumerate(all_targets):
+                    sums[k] += float(style_loss(fp, t, reduction="none").sum())
+        photo_scale = [v / PHOTO_PROBE for v in sums]
 
     def loss_fn(model, x):
         # several styles (Dumoulin et al. 2017): one style per step, drawn from the seeded torch RNG
