@@ -351,9 +351,10 @@ def train_style_iter(
         with torch.no_grad():
             for _ in range(PHOTO_PROBE // 8):
                 probe = content_set.batch(8, cfg.size, gen, cfg.scale_range)
-                fp = vgg(probe.to(device).contiguous(memory_format=torch.channels_last))
-                for k, t in enumerate(all_targets):
-                    sums[k] += float(style_loss(fp, t, reduction="none").sum())
+                for part in probe.split(2):  # two at a time: a 512 px probe then peaks below a training step
+                    fp = vgg(part.to(device).contiguous(memory_format=torch.channels_last))
+                    for k, t in enumerate(all_targets):
+                        sums[k] += float(style_loss(fp, t, reduction="none").sum())
         photo_scale = [v / PHOTO_PROBE for v in sums]
 
     def loss_fn(model, x):
