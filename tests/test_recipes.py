@@ -1,7 +1,8 @@
 """The recipe runner (``python -m src_models.recipes.train``): start files pinned by sha256 resolve to the
 version the recipe was trained from, from git history when the file has changed since; a start file that
 matches no version stops the run with exit code 2 before anything is trained. A stage's ``interpolate``
-blends it with an earlier stage, and that blend is what the next stage starts from."""
+blends it with an earlier stage, and that blend is what the next stage starts from; ``start_from_stage``
+trains a stage from an earlier stage's output, and ``average`` makes a soup of several."""
 from __future__ import annotations
 
 import hashlib
@@ -170,6 +171,37 @@ def test_top_level_interpolation_blends_the_last_stage(tmp_path, vgg_path):
     assert run(tmp_path, recipe, tmp_path, vgg_path) == 0
     s0, trained, final = (state(out / f"tiny{k}.safetensors") for k in (".stage0", ".stage1.trained", ""))
     assert all(torch.allclose(final[k], 0.5 * s0[k] + 0.5 * trained[k], rtol=2e-3, atol=2e-3) for k in final)
+
+
+def test_sibling_stages_and_their_average(tmp_path, vgg_path):
+    """Stages 1 and 2 both start from stage 0 (``start_from_stage``); stage 2's ``average`` is
+    0.2 * stage 0 + 0.4 * stage 1 + 0.4 * stage 2 as trained."""
+    out = tmp_path / "out"
+    recipe = staged_recipe(tmp_path, 3, stage1={"start_from_stage": 0},
+                           stage2={"start_from_stage": 0, "average": [[0, 0.2], [1, 0.4]]})
+    assert run(tmp_path, recipe, tmp_path, vgg_path) == 0
+    s0, s1, t2, final = (state(out / f"tiny{k}.safetensors") for k in (".stage0", ".stage1", ".stage2.trained", ""))
+    assert any((s1[k] - t2[k]).abs().max() > 1e-2 for k in s1)  # two different siblings (seeds 1 and 2)
+    for k in final:
+        assert torch.allclose(final[k], 0.2 * s0[k] + 0.4 * s1[k] + 0.4 * t2[k], rtol=2e-3, atol=2e-3), k
+    # stage 2 started from stage 0, not from stage 1: with another stage-1 file it trains to the same weights
+    again = tmp_path / "again"
+    again.mkdir()
+    (again / "tiny.stage0.safetensors").write_bytes((out / "tiny.stage0.safetensors").read_bytes())
+    (again / "tiny.stage1.safetensors").write_bytes((out / "tiny.stage2.trained.safetensors").read_bytes())
+    assert train_recipe([recipe, "--data", str(SHARED / "data"), "--vgg", str(vgg_path), "--out",
+                         str(again / "tiny.safetensors"), "--start-stage", "2"]) == 0
+    a, b = state(out / "tiny.stage2.trained.safetensors"), state(again / "tiny.stage2.trained.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("stage1", [{"start_from_stage": 1}, {"average": [[0, 1.0]]}, {"average": [[0, 0.5], [0, 0.5]]},
+                                    {"average": [[1, 0.5]]}, {"average": [[0, 0.5]], "interpolate": {"from_stage": 0, "alpha": 0.5}}])
+def test_bad_sibling_or_average_exits_2(tmp_path, vgg_path, capsys, stage1):
+    recipe = staged_recipe(tmp_path, 2, stage1=stage1)
+    assert run(tmp_path, recipe, tmp_path, vgg_path) == 2
+    assert "stage 1:" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
 
 
 @pytest.mark.parametrize("from_stage", [1, 2, -1])

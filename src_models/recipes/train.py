@@ -15,7 +15,11 @@ saying so; when no version matches, the runner stops with exit code 2 before tra
 A stage may end with ``"interpolate": {"from_stage": k, "alpha": a}``: its trained weights are blended with
 stage ``k``'s output in weight space, ``(1 - a) * stage_k + a * trained`` (Wortsman et al. 2022, "WiSE-FT"),
 and the blend is that stage's output, the start of the next stage. A top-level ``interpolate`` (older
-recipes) means the same on the last stage.
+recipes) means the same on the last stage. ``"average": [[k1, w1], [k2, w2], ...]`` generalises it to a soup
+of several earlier stages' outputs, ``w1 * stage_k1 + w2 * stage_k2 + ... + (1 - sum w) * trained``
+(Wortsman et al. 2022, "Model soups"); ``interpolate`` is ``average`` with one entry, ``[[k, 1 - a]]``.
+``"start_from_stage": k`` trains a stage from stage ``k``'s output instead of the stage before it, so
+several stages can start from one point (siblings with other seeds or weights) and a later stage average them.
 """
 from __future__ import annotations
 
@@ -103,16 +107,19 @@ def run(a, r: dict, out: Path, scratch: Path) -> int:
              else a.data / "styles" / r["style"])
     if r.get("interpolate"):  # older recipes: one interpolation, after the last stage
         stages = [*stages[:-1], {**stages[-1], "interpolate": r["interpolate"]}]
+    mixes = [_mix(i, s) for i, s in enumerate(stages)]
     for i, stage in enumerate(stages):
-        mix = stage.get("interpolate")
-        if mix is not None and not 0 <= int(mix["from_stage"]) < i:
-            raise RecipeError(f"stage {i}: interpolate from_stage must name an earlier stage, not {mix['from_stage']}")
+        k = stage.get("start_from_stage")
+        if k is not None and not 0 <= int(k) < i:
+            raise RecipeError(f"stage {i}: start_from_stage must name an earlier stage, not {k}")
     histories = []
     for i, stage in enumerate(stages):
         target = out if i == len(stages) - 1 else out.with_suffix(f".stage{i}.safetensors")
         if a.start_stage and i < a.start_stage:
             previous = target
             continue
+        if stage.get("start_from_stage") is not None:
+            previous = out.with_suffix(f".stage{int(stage['start_from_stage'])}.safetensors")
         loop = LoopConfig(**stage.get("loop", {}))
         cfg = StyleTrainConfig(**{k: tuple(v) if isinstance(v, list) else v
                                   for k, v in stage.get("config", {}).items()}, loop=loop)
@@ -121,7 +128,7 @@ def run(a, r: dict, out: Path, scratch: Path) -> int:
             content = ContentSet.from_folder(a.data / "train", cfg.content_size, exclude_holdout=0.1,
                                              limit=r.get("content_limit"))
             logging.info("%d content images loaded in %.1f s", len(content), time.perf_counter() - t)
-        mix = stage.get("interpolate")
+        mix = mixes[i]
         trained = out.with_suffix(f".stage{i}.trained.safetensors") if mix else target
         gen = train_style_iter(style, trained, content=content, config=cfg, vgg=a.vgg,
                                name=r.get("name"), resume=a.resume and i == len(stages) - 1, init_from=previous)
@@ -137,10 +144,11 @@ def run(a, r: dict, out: Path, scratch: Path) -> int:
         logging.info("stage %d: saved %s after %d steps, %.0f s", i, res.path, res.steps, res.seconds)
         histories.append(res.history)
         if mix:
-            k = int(mix["from_stage"])
-            _interpolate(out.with_suffix(f".stage{k}.safetensors"), res.path, float(mix["alpha"]), target,
-                         stages[:i + 1])
-            logging.info("interpolated stage %d and stage %d (alpha %.2f) -> %s", k, i, float(mix["alpha"]), target)
+            own = float(stage["interpolate"]["alpha"]) if "interpolate" in stage else 1 - sum(w for _, w in mix)
+            _average([(out.with_suffix(f".stage{k}.safetensors"), w) for k, w in mix], res.path, own, target,
+                     stages[:i + 1])
+            logging.info("averaged stage %d with %s -> %s", i,
+                         ", ".join(f"stage {k} ({w:.3g})" for k, w in mix), target)
         previous = target
     if r.get("merge_from"):
         out.with_suffix(".merged.safetensors").unlink(missing_ok=True)
@@ -149,14 +157,36 @@ def run(a, r: dict, out: Path, scratch: Path) -> int:
     return 0
 
 
-def _interpolate(first: Path, trained: Path, alpha: float, out: Path, stages: list) -> None:
-    """Weight-space blend ``(1 - alpha) * first + alpha * trained`` saved as ``out`` (Wortsman et al. 2022)."""
+def _mix(i: int, stage: dict) -> list[tuple[int, float]]:
+    """A stage's ``average`` (or ``interpolate``) as ``[(earlier stage, weight), ...]``; empty when it has none.
+    The trained stage's own share is ``1 - sum(weights)`` (``alpha`` itself for ``interpolate``)."""
+    if "interpolate" in stage and "average" in stage:
+        raise RecipeError(f"stage {i}: give interpolate or average, not both")
+    if "interpolate" in stage:
+        mix = [(stage["interpolate"]["from_stage"], 1 - float(stage["interpolate"]["alpha"]))]
+    else:
+        mix = [tuple(e) for e in stage.get("average", [])]
+    for k, w in mix:
+        if not 0 <= int(k) < i:
+            raise RecipeError(f"stage {i}: interpolate/average from_stage must name an earlier stage, not {k}")
+        if not 0 < float(w) < 1:
+            raise RecipeError(f"stage {i}: each averaging weight must lie between 0 and 1, not {w}")
+    if mix and sum(float(w) for _, w in mix) >= 1:
+        raise RecipeError(f"stage {i}: the averaging weights must leave the trained stage a share (sum < 1)")
+    return [(int(k), float(w)) for k, w in mix]
+
+
+def _average(parts: list[tuple[Path, float]], trained: Path, own: float, out: Path, stages: list) -> None:
+    """Weight-space average ``sum(w * part) + own * trained`` saved as ``out`` (Wortsman et al. 2022)."""
     from napari_fast_style.engine import load_model, save_model
 
-    a, _ = load_model(first)
     b, entry = load_model(trained)
-    sa, sb = a.state_dict(), b.state_dict()
-    b.load_state_dict({k: (1 - alpha) * sa[k] + alpha * sb[k] for k in sb})
+    sb = b.state_dict()
+    mixed = {k: own * v for k, v in sb.items()}
+    for path, w in parts:
+        for k, v in load_model(path)[0].state_dict().items():
+            mixed[k] = mixed[k] + w * v
+    b.load_state_dict(mixed)
     meta = entry.metadata
     save_model(b, out, kind="style", arch=meta["arch"], display_name=meta["display_name"],
                styles=tuple(meta["styles"]), recipe={**meta["recipe"], "stages": stages})
