@@ -128,7 +128,7 @@ def run(a, r: dict, out: Path, scratch: Path) -> int:
             content = ContentSet.from_folder(a.data / "train", cfg.content_size, exclude_holdout=0.1,
                                              limit=r.get("content_limit"))
             logging.info("%d content images loaded in %.1f s", len(content), time.perf_counter() - t)
-        mix = mixes[i]
+        mix, own = mixes[i]
         trained = out.with_suffix(f".stage{i}.trained.safetensors") if mix else target
         gen = train_style_iter(style, trained, content=content, config=cfg, vgg=a.vgg,
                                name=r.get("name"), resume=a.resume and i == len(stages) - 1, init_from=previous)
@@ -144,7 +144,6 @@ def run(a, r: dict, out: Path, scratch: Path) -> int:
         logging.info("stage %d: saved %s after %d steps, %.0f s", i, res.path, res.steps, res.seconds)
         histories.append(res.history)
         if mix:
-            own = float(stage["interpolate"]["alpha"]) if "interpolate" in stage else 1 - sum(w for _, w in mix)
             _average([(out.with_suffix(f".stage{k}.safetensors"), w) for k, w in mix], res.path, own, target,
                      stages[:i + 1])
             logging.info("averaged stage %d with %s -> %s", i,
@@ -157,9 +156,9 @@ def run(a, r: dict, out: Path, scratch: Path) -> int:
     return 0
 
 
-def _mix(i: int, stage: dict) -> list[tuple[int, float]]:
-    """A stage's ``average`` (or ``interpolate``) as ``[(earlier stage, weight), ...]``; empty when it has none.
-    The trained stage's own share is ``1 - sum(weights)`` (``alpha`` itself for ``interpolate``)."""
+def _mix(i: int, stage: dict) -> tuple[list[tuple[int, float]], float]:
+    """A stage's ``average`` (or ``interpolate``) as ``[(earlier stage, weight), ...]`` (empty when it has none)
+    and the trained stage's own share, ``1 - sum(weights)`` (``alpha`` itself for ``interpolate``)."""
     if "interpolate" in stage and "average" in stage:
         raise RecipeError(f"stage {i}: give interpolate or average, not both")
     if "interpolate" in stage:
@@ -173,7 +172,8 @@ def _mix(i: int, stage: dict) -> list[tuple[int, float]]:
             raise RecipeError(f"stage {i}: each averaging weight must lie between 0 and 1, not {w}")
     if mix and sum(float(w) for _, w in mix) >= 1:
         raise RecipeError(f"stage {i}: the averaging weights must leave the trained stage a share (sum < 1)")
-    return [(int(k), float(w)) for k, w in mix]
+    own = float(stage["interpolate"]["alpha"]) if "interpolate" in stage else 1 - sum(float(w) for _, w in mix)
+    return [(int(k), float(w)) for k, w in mix], own
 
 
 def _average(parts: list[tuple[Path, float]], trained: Path, own: float, out: Path, stages: list) -> None:
