@@ -1,12 +1,17 @@
 """Style quality on held-out photos with the shared yardstick (``shared/tools/style_metrics.py style``).
 
-    python benchmarks/style_quality.py [MODEL ...] [--n 8] [--json]
+    python benchmarks/style_quality.py [MODEL ...] [--n 8] [--precision auto|fp32|bf16|fp16] [--json]
 
 For each model: the first N photos of the held-out split of ``shared/data/train`` (never trained on)
 are resized to a shorter side of 512, stylized with the product's default settings and measured
 against the model's painting (a multi-style model: each of its styles alone). Prints mean gap_closed
 and content_distance per model and style, with the targets of the issues beside them (foundation:
 gap >= 0.6; bundled style set: gap >= 0.85; both with content distance <= 1.0).
+
+``--precision`` fixes the inference precision. The default, ``auto``, is what the product does: on a CPU
+it picks bf16 or fp32 from a short timing probe once per process, and a busy machine (say, a training run
+beside it) can tip that probe, so two runs of the same model may differ by about 0.003. Give ``fp32`` (or
+``bf16``) when comparing runs; the precision used is printed with the table.
 """
 from __future__ import annotations
 
@@ -39,7 +44,7 @@ def metrics_module():
     return style_metrics
 
 
-def evaluate(model: str, photos: list[Path], workdir: Path) -> list[dict]:
+def evaluate(model: str, photos: list[Path], workdir: Path, precision: str = "auto") -> list[dict]:
     """One row per style the model holds (a multi-style model is measured one style at a time)."""
     from PIL import Image
 
@@ -61,7 +66,7 @@ def evaluate(model: str, photos: list[Path], workdir: Path) -> list[dict]:
         t = time.perf_counter()
         for c in contents:
             o = workdir / f"{Path(c).stem}-{entry.name}-{name}.png"
-            Image.fromarray(stylize(np.asarray(Image.open(c)), entry, **weights)).save(o)
+            Image.fromarray(stylize(np.asarray(Image.open(c)), entry, precision=precision, **weights)).save(o)
             outputs.append(str(o))
         seconds = time.perf_counter() - t
         style = SHARED / "data" / "styles" / f"{name}.jpg"
@@ -76,17 +81,22 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("models", nargs="*")
     ap.add_argument("--n", type=int, default=8)
+    ap.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                    help="inference precision (default auto: the product's choice for this machine)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
-    from napari_fast_style.engine import list_models
+    from napari_fast_style.engine import list_models, resolve_device, resolve_precision
+
+    dtype = str(resolve_precision(a.precision, resolve_device("auto"))).replace("torch.", "")
 
     models = a.models or [e.name for e in list_models("style") if e.source == "bundled"]
     photos = holdout_photos(a.n)
     with tempfile.TemporaryDirectory() as d:
-        rows = [row for m in models for row in evaluate(m, photos, Path(d))]
+        rows = [{**row, "precision": dtype} for m in models for row in evaluate(m, photos, Path(d), a.precision)]
     if a.json:
         print(json.dumps(rows, indent=1))
         return 0
+    print(f"precision: {dtype} ({a.precision}); {len(photos)} held-out photos")
     print(f"{'model':48s} {'gap_closed':>10s} {'content_dist':>12s} {'>=0.6,<=1.0':>12s} {'>=0.85,<=1.0':>12s}")
     for r in rows:
         g, c = r["gap_closed"], r["content_distance"]
