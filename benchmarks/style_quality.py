@@ -28,6 +28,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("NAPARI_FAST_STYLE_SHARED", ROOT.parent / "shared"))
+# measure this checkout's package and bundled weights, not whichever copy pip last installed in editable mode
+sys.path.insert(0, str(ROOT))
 
 
 def holdout_photos(n: int) -> list[Path]:
@@ -96,7 +98,10 @@ def main(argv=None) -> int:
     if a.json:
         print(json.dumps(rows, indent=1))
         return 0
-    print(f"precision: {dtype} ({a.precision}); {len(photos)} held-out photos")
+    import napari_fast_style
+
+    print(f"precision: {dtype} ({a.precision}); {len(photos)} held-out photos; "
+          f"package {Path(napari_fast_style.__file__).parent}")
     print(f"{'model':48s} {'gap_closed':>10s} {'content_dist':>12s} {'>=0.6,<=1.0':>12s} {'>=0.85,<=1.0':>12s}")
     for r in rows:
         g, c = r["gap_closed"], r["content_distance"]
