@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Optional
 import numpy as np
 
 EXIT_USAGE = 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what `yes | head` reports for `yes`
 SAMPLES = ("astronaut", "coffee")
 
 
@@ -461,6 +463,11 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     try:
         return a.func(a)
+    except BrokenPipeError:
+        # The reader went away (`... | head`): not an error in the user's input. Stop quietly, as shell tools do,
+        # and point stdout at /dev/null so the interpreter's final flush does not complain either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except (CLIError, ModelError, ImageError, DataError, ValueError, OSError) as e:
         print(f"napari-fast-style: error: {e}", file=sys.stderr)
         return EXIT_USAGE

@@ -63,6 +63,16 @@ def test_errors_exit_2_with_one_clear_line(args, msg, tmp_path):
     assert not (tmp_path / "x.png").exists()
 
 
+def test_closed_pipe_is_not_reported_as_bad_input():
+    # `napari-fast-style models info X | head -1`: the reader closes the pipe before the CLI writes.
+    p = subprocess.Popen([sys.executable, "-m", "napari_fast_style.cli", "models", "info", "starry_night-fast"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait() == 141
+    assert "error" not in err and "Traceback" not in err and "Exception" not in err, err
+
+
 def test_unreadable_image_exit_2_and_nothing_written(tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not a png")
