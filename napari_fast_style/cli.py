@@ -466,7 +466,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     except BrokenPipeError:
         # The reader went away (`... | head`): not an error in the user's input. Stop quietly, as shell tools do,
         # and point stdout at /dev/null so the interpreter's final flush does not complain either.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # stdout without a file descriptor (main() called from Python)
+            pass
         return EXIT_BROKEN_PIPE
     except (CLIError, ModelError, ImageError, DataError, ValueError, OSError) as e:
         print(f"napari-fast-style: error: {e}", file=sys.stderr)
