@@ -466,10 +466,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     except BrokenPipeError:
         # The reader went away (`... | head`): not an error in the user's input. Stop quietly, as shell tools do,
         # and point stdout at /dev/null so the interpreter's final flush does not complain either.
+        devnull = os.open(os.devnull, os.O_WRONLY)
         try:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            os.dup2(devnull, sys.stdout.fileno())
         except (OSError, ValueError):  # stdout without a file descriptor (main() called from Python)
             pass
+        finally:
+            os.close(devnull)
         return EXIT_BROKEN_PIPE
     except (CLIError, ModelError, ImageError, DataError, ValueError, OSError) as e:
         print(f"napari-fast-style: error: {e}", file=sys.stderr)
