@@ -23,3 +23,25 @@ def test_benchmark_imports_its_own_checkout(tmp_path, script):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert out.returncode == 0, out.stderr
     assert Path(out.stdout.strip().splitlines()[-1]).resolve().is_relative_to(ROOT)
+
+
+def test_style_quality_measures_the_photos_it_is_told_with_their_spread():
+    # --offset 8 skips the photos the bundled models' last rounds were chosen on; the standard errors come
+    # from the per-photo spread, so a reader sees how far 8 (or 32) photos pin a mean down
+    code = (f"import sys; sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); import style_quality; "
+            "sys.exit(style_quality.main(sys.argv[1:]))")
+    run = lambda *args: subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                                       cwd=ROOT)
+    out = run("water_lilies-fast", "--n", "2", "--offset", "8", "--precision", "fp32", "--json")
+    assert out.returncode == 0, out.stderr
+    import json
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import style_quality
+
+    (row,) = json.loads(out.stdout)
+    held = style_quality.holdout_photos(10)
+    assert row["n"] == 2 and row["photos"] == [p.stem for p in held[8:10]]
+    assert 0 < row["gap_closed_se"] < 0.2 and 0 < row["content_distance_se"] < 1.0
+    bad = run("water_lilies-fast", "--n", "8", "--offset", "1000")
+    assert bad.returncode != 0 and "does not fit" in bad.stderr
