@@ -1,6 +1,8 @@
-"""The benchmarks measure the checkout they sit in, even when another copy of the package is installed."""
+"""The benchmarks measure the checkout they sit in, even when another copy of the package is installed; the style
+benchmark measures the photos it is told, with the spread of its means."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -34,8 +36,6 @@ def test_style_quality_measures_the_photos_it_is_told_with_their_spread():
                                        cwd=ROOT)
     out = run("water_lilies-fast", "--n", "2", "--offset", "8", "--precision", "fp32", "--json")
     assert out.returncode == 0, out.stderr
-    import json
-
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import style_quality
 
