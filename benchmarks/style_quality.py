@@ -13,6 +13,8 @@ The first 8 held-out photos are the ones the bundled models' last training round
 validation set); ``--n 32 --offset 8`` measures on the next 32, which no choice has seen (a test set).
 Photo to photo the content distance spreads widely (standard deviation ~0.4), so a mean over 8 photos
 is uncertain by about +-0.15 and a mean over 32 by about +-0.07: compare models on the same photos.
+The split is in file-name order, and the names start with their collection: the first 40 are BSDS500 and
+COCO photos, the other 76 ImageNet, COCO and T91 ones. ``--n 116`` measures on all of them.
 
 ``--precision`` fixes the inference precision. The default, ``auto``, is what the product does: on a CPU
 it picks bf16 or fp32 from a short timing probe once per process, and a busy machine (say, a training run
