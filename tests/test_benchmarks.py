@@ -27,7 +27,7 @@ def test_benchmark_imports_its_own_checkout(tmp_path, script):
     assert Path(out.stdout.strip().splitlines()[-1]).resolve().is_relative_to(ROOT)
 
 
-def test_style_quality_measures_the_photos_it_is_told_with_their_spread():
+def test_style_quality_measures_the_photos_it_is_told_with_their_spread(monkeypatch):
     # --offset 8 skips the photos the bundled models' last rounds were chosen on; the standard errors come
     # from the per-photo spread, so a reader sees how far 8 (or 32) photos pin a mean down
     code = (f"import sys; sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); import style_quality; "
@@ -36,7 +36,7 @@ def test_style_quality_measures_the_photos_it_is_told_with_their_spread():
                                        cwd=ROOT)
     out = run("water_lilies-fast", "--n", "2", "--offset", "8", "--precision", "fp32", "--json")
     assert out.returncode == 0, out.stderr
-    sys.path.insert(0, str(ROOT / "benchmarks"))
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # undone after the test, unlike sys.path.insert
     import style_quality
 
     (row,) = json.loads(out.stdout)
