@@ -1,6 +1,7 @@
 """Style quality on held-out photos with the shared yardstick (``shared/tools/style_metrics.py style``).
 
-    python benchmarks/style_quality.py [MODEL ...] [--n 8] [--offset 0] [--precision auto|fp32|bf16|fp16] [--json]
+    python benchmarks/style_quality.py [MODEL ...] [--split val|test] [--n 8] [--offset 0]
+                                       [--precision auto|fp32|bf16|fp16] [--json]
 
 For each model: N photos of the held-out split of ``shared/data/train`` (never trained on), from the
 ``--offset``-th on, are resized to a shorter side of 512, stylized with the product's default settings and
@@ -9,12 +10,17 @@ gap_closed and content_distance per model and style, with the standard error of 
 and the targets of the issues beside them (foundation: gap >= 0.6; bundled style set: gap >= 0.85; both
 with content distance <= 1.0).
 
-The first 8 held-out photos are the ones the bundled models' last training rounds were chosen on (a
-validation set); ``--n 32 --offset 8`` measures on the next 32, which no choice has seen (a test set).
-Photo to photo the content distance spreads widely (standard deviation ~0.4), so a mean over 8 photos
-is uncertain by about +-0.15 and a mean over 32 by about +-0.07: compare models on the same photos.
-The split is in file-name order, and the names start with their collection: the first 40 are BSDS500 and
-COCO photos, the other 76 ImageNet, COCO and T91 ones. ``--n 116`` measures on all of them.
+``--split val`` and ``--split test`` divide the 116 held-out photos with each collection (BSDS500, COCO,
+ImageNet, T91) shared out in proportion, by a hash of the file name: 40 photos to val and 76 to test.
+Choose between candidate models on val; report on test, which no choice has seen (the README's table).
+With ``--split``, ``--n`` and ``--offset`` count within that split (default: all of it).
+
+Without ``--split`` the photos are the held-out split's first N in file-name order. The names start with
+their collection, so the first 40 are BSDS500 and COCO photos and the other 76 ImageNet, COCO and T91 ones
+(``--n 116``: all of them). The first 8 (the default) are the ones the training rounds before the val/test
+split chose on. Photo to photo the content distance spreads widely (standard deviation ~0.4), so a mean
+over 8 photos is uncertain by about +-0.15 and one over the 76 of test by about +-0.05: compare models on
+the same photos.
 
 ``--precision`` fixes the inference precision. The default, ``auto``, is what the product does: on a CPU
 it picks bf16 or fp32 from a short timing probe once per process, and a busy machine (say, a training run
@@ -30,6 +36,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -47,6 +54,52 @@ def holdout_photos(n: int, offset: int = 0) -> list[Path]:
     if offset < 0 or n < 1 or offset + n > len(held):
         raise SystemExit(f"the held-out split has {len(held)} photos: --offset {offset} --n {n} does not fit")
     return held[offset:offset + n]
+
+
+VAL_SHARE = 40 / 116
+
+
+def collection(path: Path) -> str:
+    """The collection a training photo comes from: its name up to the first underscore (``bsds500_...``)."""
+    return Path(path).name.split("_", 1)[0]
+
+
+def stratified_split(held: list[Path], share: float = VAL_SHARE) -> tuple[list[Path], list[Path]]:
+    """The held-out photos as (val, test), each collection shared out in proportion.
+
+    Within a collection the photos are ordered by a hash of their name (so the split does not follow
+    name order, and a photo stays on its side when others are added); the ``share`` of them (rounded so
+    the sizes add up to ``round(share * len(held))``) go to val, the rest to test. Returns both lists in
+    the held-out split's own order.
+    """
+    import hashlib
+
+    groups: dict[str, list[Path]] = {}
+    for p in held:
+        groups.setdefault(collection(p), []).append(p)
+    want = {k: share * len(v) for k, v in groups.items()}
+    take = {k: int(w) for k, w in want.items()}
+    left = round(share * len(held)) - sum(take.values())
+    for k in sorted(want, key=lambda k: (take[k] - want[k], k))[:max(left, 0)]:
+        take[k] += 1
+    val = set()
+    for k, ps in groups.items():
+        ps = sorted(ps, key=lambda p: hashlib.sha1(f"val|{p.name}".encode()).hexdigest())
+        val.update(ps[:take[k]])
+    return [p for p in held if p in val], [p for p in held if p not in val]
+
+
+def split_photos(which: str, n: Optional[int] = None, offset: int = 0) -> list[Path]:
+    """``val`` (40 photos, for choosing between models) or ``test`` (the other 76, for reporting)."""
+    from napari_fast_style.engine.data import image_files, split_files
+
+    _, held = split_files(image_files(SHARED / "data" / "train"))
+    val, test = stratified_split(held)
+    photos = {"val": val, "test": test}[which]
+    n = len(photos) - offset if n is None else n
+    if offset < 0 or n < 1 or offset + n > len(photos):
+        raise SystemExit(f"the {which} split has {len(photos)} photos: --offset {offset} --n {n} does not fit")
+    return photos[offset:offset + n]
 
 
 def metrics_module():
@@ -94,7 +147,12 @@ def evaluate(model: str, photos: list[Path], workdir: Path, precision: str = "au
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("models", nargs="*")
-    ap.add_argument("--n", type=int, default=8, help="how many held-out photos (default 8)")
+    ap.add_argument("--split", choices=("val", "test"),
+                    help="measure on a split of the held-out photos stratified by collection: val (40 photos, "
+                         "for choosing) or test (the other 76, for reporting); --n and --offset then count "
+                         "within it")
+    ap.add_argument("--n", type=int, default=None,
+                    help="how many held-out photos (default 8; with --split, all of the split)")
     ap.add_argument("--offset", type=int, default=0,
                     help="skip this many held-out photos first (8: photos no training choice has seen)")
     ap.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
@@ -106,7 +164,12 @@ def main(argv=None) -> int:
     dtype = str(resolve_precision(a.precision, resolve_device("auto"))).replace("torch.", "")
 
     models = a.models or [e.name for e in list_models("style") if e.source == "bundled"]
-    photos = holdout_photos(a.n, a.offset)
+    if a.split:
+        photos = split_photos(a.split, a.n, a.offset)
+        where = f"the {a.split} split (stratified by collection)" + (f" from #{a.offset}" if a.offset else "")
+    else:
+        photos = holdout_photos(8 if a.n is None else a.n, a.offset)
+        where = f"held-out photos from #{a.offset}"
     with tempfile.TemporaryDirectory() as d:
         rows = [{**row, "precision": dtype} for m in models for row in evaluate(m, photos, Path(d), a.precision)]
     if a.json:
@@ -114,7 +177,7 @@ def main(argv=None) -> int:
         return 0
     import napari_fast_style
 
-    print(f"precision: {dtype} ({a.precision}); {len(photos)} held-out photos from #{a.offset}; "
+    print(f"precision: {dtype} ({a.precision}); {len(photos)} photos of {where}; "
           f"package {Path(napari_fast_style.__file__).parent}")
     print(f"{'model':48s} {'gap_closed':>10s} {'+-se':>6s} {'content_dist':>12s} {'+-se':>6s} "
           f"{'>=0.6,<=1.0':>12s} {'>=0.85,<=1.0':>12s}")

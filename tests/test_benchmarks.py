@@ -45,3 +45,31 @@ def test_style_quality_measures_the_photos_it_is_told_with_their_spread(monkeypa
     assert 0 < row["gap_closed_se"] < 0.2 and 0 < row["content_distance_se"] < 1.0
     bad = run("water_lilies-fast", "--n", "8", "--offset", "1000")
     assert bad.returncode != 0 and "does not fit" in bad.stderr
+    out = run("water_lilies-fast", "--split", "test", "--n", "1", "--offset", "3", "--precision", "fp32", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)[0]["photos"] == [style_quality.split_photos("test")[3].stem]
+
+
+def test_stratified_split_shares_out_every_collection(monkeypatch):
+    # val (for choosing) and test (for reporting) split the held-out photos with each collection in
+    # proportion, so neither side is one collection the way the name-ordered first 8 / 40 were
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import style_quality
+
+    held = style_quality.holdout_photos(116)
+    val, test = style_quality.split_photos("val"), style_quality.split_photos("test")
+    assert len(val) == 40 and len(test) == 76
+    assert set(val).isdisjoint(test) and sorted(val + test) == sorted(held)
+    for name in {style_quality.collection(p) for p in held}:
+        n = sum(style_quality.collection(p) == name for p in held)
+        v = sum(style_quality.collection(p) == name for p in val)
+        assert abs(v - n * 40 / 116) < 1, (name, v, n)
+    # not the name order: the val photos are spread through the held-out list
+    idx = [held.index(p) for p in val]
+    assert min(idx) < 10 and max(idx) > 100
+    # a photo keeps its side when the list changes (here: a collection's photos in another order)
+    v2, _ = style_quality.stratified_split(list(reversed(held)))
+    assert set(v2) == set(val)
+    assert style_quality.split_photos("test", 3, 2) == test[2:5]
+    with pytest.raises(SystemExit, match="does not fit"):
+        style_quality.split_photos("val", 41)
