@@ -30,6 +30,7 @@ beside it) can tip that probe, so two runs of the same model may differ by about
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -47,13 +48,21 @@ SHARED = Path(os.environ.get("NAPARI_FAST_STYLE_SHARED", ROOT.parent / "shared")
 sys.path.insert(0, str(ROOT))
 
 
-def holdout_photos(n: int, offset: int = 0) -> list[Path]:
+def _held_out() -> list[Path]:
     from napari_fast_style.engine.data import image_files, split_files
 
-    _, held = split_files(image_files(SHARED / "data" / "train"))
-    if offset < 0 or n < 1 or offset + n > len(held):
-        raise SystemExit(f"the held-out split has {len(held)} photos: --offset {offset} --n {n} does not fit")
-    return held[offset:offset + n]
+    return split_files(image_files(SHARED / "data" / "train"))[1]
+
+
+def _window(photos: list[Path], n: int, offset: int, what: str) -> list[Path]:
+    """``photos[offset:offset + n]``, or exit with a message when that range does not fit."""
+    if offset < 0 or n < 1 or offset + n > len(photos):
+        raise SystemExit(f"{what} has {len(photos)} photos: --offset {offset} --n {n} does not fit")
+    return photos[offset:offset + n]
+
+
+def holdout_photos(n: int, offset: int = 0) -> list[Path]:
+    return _window(_held_out(), n, offset, "the held-out split")
 
 
 VAL_SHARE = 40 / 116
@@ -72,8 +81,6 @@ def stratified_split(held: list[Path], share: float = VAL_SHARE) -> tuple[list[P
     the sizes add up to ``round(share * len(held))``) go to val, the rest to test. Returns both lists in
     the held-out split's own order.
     """
-    import hashlib
-
     groups: dict[str, list[Path]] = {}
     for p in held:
         groups.setdefault(collection(p), []).append(p)
@@ -91,15 +98,9 @@ def stratified_split(held: list[Path], share: float = VAL_SHARE) -> tuple[list[P
 
 def split_photos(which: str, n: Optional[int] = None, offset: int = 0) -> list[Path]:
     """``val`` (40 photos, for choosing between models) or ``test`` (the other 76, for reporting)."""
-    from napari_fast_style.engine.data import image_files, split_files
-
-    _, held = split_files(image_files(SHARED / "data" / "train"))
-    val, test = stratified_split(held)
+    val, test = stratified_split(_held_out())
     photos = {"val": val, "test": test}[which]
-    n = len(photos) - offset if n is None else n
-    if offset < 0 or n < 1 or offset + n > len(photos):
-        raise SystemExit(f"the {which} split has {len(photos)} photos: --offset {offset} --n {n} does not fit")
-    return photos[offset:offset + n]
+    return _window(photos, len(photos) - offset if n is None else n, offset, f"the {which} split")
 
 
 def metrics_module():
@@ -154,7 +155,7 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=None,
                     help="how many held-out photos (default 8; with --split, all of the split)")
     ap.add_argument("--offset", type=int, default=0,
-                    help="skip this many held-out photos first (8: photos no training choice has seen)")
+                    help="skip this many photos first (of the held-out split, or of --split's photos)")
     ap.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
                     help="inference precision (default auto: the product's choice for this machine)")
     ap.add_argument("--json", action="store_true")
