@@ -28,7 +28,7 @@ def test_benchmark_imports_its_own_checkout(tmp_path, script):
 
 
 def test_style_quality_measures_the_photos_it_is_told_with_their_spread(monkeypatch):
-    # --offset 8 skips the photos the bundled models' last rounds were chosen on; the standard errors come
+    # --offset 8 skips the photos the rounds before the val/test split chose on; the standard errors come
     # from the per-photo spread, so a reader sees how far 8 (or 32) photos pin a mean down
     code = (f"import sys; sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); import style_quality; "
             "sys.exit(style_quality.main(sys.argv[1:]))")
